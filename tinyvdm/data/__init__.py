@@ -1,0 +1,7 @@
+"""Data for the course: shipped MNIST digits and Moving MNIST videos with captions."""
+from .mnist import load_digits
+from .moving_mnist import (DIRECTIONS, HELD_OUT_PHRASINGS, PHRASINGS, PRESETS, MovingMNIST,
+                           MovingMNISTConfig, caption, make_config)
+
+__all__ = ["load_digits", "MovingMNIST", "MovingMNISTConfig", "PRESETS", "DIRECTIONS",
+           "PHRASINGS", "HELD_OUT_PHRASINGS", "caption", "make_config"]
