@@ -25,10 +25,10 @@ DIRECTIONS = ("right", "up and to the right", "up", "up and to the left",
 STEPS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
-# Caption templates: {d} the digit (numeral or word), {dir} the direction.
+# Caption templates: {d} the digit (numeral or word), {dir} the direction, {a} "a" or "an".
 PHRASINGS = (
     "the digit {d} moves {dir}",
-    "a {d} moving {dir}",
+    "{a} {d} moving {dir}",
     "digit {d} goes {dir}",
     "the number {d} travels {dir}",
     "a handwritten {d} drifting {dir}",
@@ -37,7 +37,7 @@ PHRASINGS = (
 # Templates never used in training, to test that a model learned words, not one sentence.
 HELD_OUT_PHRASINGS = (
     "watch the {d} glide {dir}",
-    "there is a {d} that slides {dir}",
+    "there is {a} {d} that slides {dir}",
 )
 
 
@@ -112,17 +112,17 @@ class MovingMNIST(torch.utils.data.Dataset):
 
     def batch(self, indices) -> tuple[torch.Tensor, list[str], dict[str, torch.Tensor]]:
         """Videos (B, 1, T, H, W), captions and stacked labels for many indices at once."""
-        idx = np.asarray(indices, dtype=np.uint64).reshape(-1)
-        labels = self.sample_labels(idx)
+        labels = self.sample_labels(indices)
         videos = self.render(labels["source"], labels["positions"])
         captions = [caption(labels["digits"][b].tolist(), labels["direction"][b].tolist(),
                             self.phrasings[labels["phrasing"][b]], words=bool(labels["words"][b]))
-                    for b in range(len(idx))]
+                    for b in range(len(labels["phrasing"]))]
         return videos, captions, {k: v for k, v in labels.items() if k not in ("source", "words")}
 
-    def sample_labels(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """Every random choice of videos `idx`: which digits, start, direction, caption."""
+    def sample_labels(self, indices) -> dict[str, torch.Tensor]:
+        """Every random choice of videos `indices`: which digits ("source" rows of `self.digits`), start, direction, caption."""
         c, n = self.config, self.config.num_digits
+        idx = np.asarray(indices, dtype=np.uint64).reshape(-1)
         u = lambda stream: _uniform(self.seed, self.split, idx, stream)  # (B,) in [0, 1)
         source = np.stack([(u(10 + k) * len(self.digit_labels)).astype(np.int64) for k in range(n)], 1)
         direction = np.stack([(u(20 + k) * 8).astype(np.int64) for k in range(n)], 1)
@@ -168,7 +168,7 @@ class MovingMNIST(torch.utils.data.Dataset):
 
 def caption(digits, directions, template: str = PHRASINGS[0], words: bool = False) -> str:
     """'the digit 7 moves up and to the left' (and '..., and the digit 3 moves down' for more digits)."""
-    parts = [template.format(d=DIGIT_WORDS[d] if words else str(d), dir=DIRECTIONS[r])
+    parts = [template.format(d=DIGIT_WORDS[d] if words else str(d), dir=DIRECTIONS[r], a="an" if d == 8 else "a")
              for d, r in zip(digits, directions)]
     return " and ".join(parts)
 
