@@ -154,13 +154,15 @@ class MovingMNIST(torch.utils.data.Dataset):
         i = torch.arange(d)
         y = corner[..., 0, None, None] + i[:, None]  # (B, T, n, d, 1) frame row of each digit row
         x = corner[..., 1, None, None] + i[None, :]  # (B, T, n, 1, d)
-        inside = (y >= 0) & (y < S) & (x >= 0) & (x < S)
-        flat = torch.where(inside, y * S + x, S * S)  # pixels off the frame land in one spare slot
-        glyph = self.digits[source][:, None].expand(B, T, n, d, d)
-        frames = torch.zeros(B * T, S * S + 1).scatter_reduce_(
-            1, flat.reshape(B * T, -1), glyph.reshape(B * T, -1), reduce="amax")  # overlaps: brighter stroke wins
-        frames = frames[:, :-1].reshape(B, T, S, S)
-        return (frames * 2 - 1)[:, None].contiguous()  # (B, 1, T, H, W)
+        frame = torch.arange(B * T).view(B, T, 1, 1, 1) * (S * S)
+        # flat index of every digit pixel in all frames; pixels off the frame go to one spare slot
+        flat = torch.where((y >= 0) & (y < S) & (x >= 0) & (x < S), frame + y * S + x, B * T * S * S)
+        out = torch.full((B * T * S * S + 1,), -1.0)
+        glyph = self.digits[source] * 2 - 1  # (B, n, d, d) in [-1, 1]
+        for k in range(n):
+            idx, value = flat[:, :, k], glyph[:, None, k].expand(B, T, d, d)
+            out[idx] = value if k == 0 else torch.maximum(out[idx], value)  # overlaps: brighter stroke wins
+        return out[:-1].view(B, 1, T, S, S)
 
     def config_dict(self) -> dict:
         return {"length": self.length, "split": self.split, "seed": self.seed, **asdict(self.config)}
