@@ -1,0 +1,572 @@
+"""One trainer for every model of the course (nanoGPT-style: one config dataclass, one loop).
+
+`train(config)` runs AdamW (Loshchilov & Hutter 2019) with linear warm-up and cosine decay
+of the learning rate, an exponential moving average (EMA) of the weights, gradient clipping
+and optional bf16 autocast / `torch.compile`, on any *task*: a model,
+`loss_fn(model, batch, generator) -> scalar` and `batch_fn(step) -> batch`. The batch and
+every random draw of step s are pure functions of (seed, s) (the step's generator, and
+the global RNG reseeded each step for dropout and the like), so a checkpoint of model, EMA,
+optimizer and step is the whole state of a run. Checkpoints are written atomically (temp
+file + `os.replace`): a run killed at any moment (kill -9) and started again with the same
+command ends with the same weights as one never interrupted, bit for bit on CPU.
+
+Command line: a preset, then `--key value` overrides parsed by the field's type; keys of
+the nested dicts are dotted (`--model.dim 32`, `--data.frames 4`). Unknown presets and keys
+are errors that list the valid ones.
+
+    python -m tinyvdm train --preset course --steps 4000 --out_dir runs/course
+    python -m tinyvdm sample --ckpt runs/course/ckpt.pt --out samples.gif --sampler ddim --steps 50
+
+A run resumes from `out_dir/ckpt.pt` whenever that file exists (so re-running a killed
+command continues it); `--fresh` starts over. Each run writes `out_dir/log.jsonl` (one line
+per `log_every` steps) and `out_dir/log.png` (the loss curve).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import hashlib
+import importlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. `task` names what is trained (see `build_task`)."""
+    preset: str = "course"
+    task: str = "video_diffusion"  # a name in TASKS, or "package.module:function" returning a Task
+    model: dict = field(default_factory=dict)  # keyword arguments of the model
+    data: dict = field(default_factory=dict)  # keyword arguments of the dataset
+    diffusion: dict = field(default_factory=dict)  # schedule, num_steps, prediction
+    batch_size: int = 16
+    steps: int = 2000
+    lr: float = 2e-4
+    min_lr: float = 2e-5  # the cosine decays to this at the last step
+    warmup: int = 100
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    compile: bool = False
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
+    out_dir: str = "runs/course"
+    ckpt_every: int = 200
+    log_every: int = 10
+    progress: bool = True
+
+
+# Fields that change how a run is carried out but not the weights it ends with:
+# they may differ between a run and its resumption.
+RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "log_every", "progress")
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    """A preset, key or value that does not exist or does not parse."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not match the run."""
+
+
+@dataclass
+class Task:
+    """What the trainer trains: a model, its loss, the batch of each step, and (for generative models) sampling."""
+    model: nn.Module
+    loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor]  # (model, batch, generator) -> scalar
+    batch_fn: Callable[[int], Any]  # step -> batch, a pure function of (config.seed, step)
+    sample: Callable[..., torch.Tensor] | None = None  # (model, n, sampler=, steps=, generator=, progress=) -> (n, C, T, H, W)
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the raw and EMA models (EMA is the one to sample from), the log, where it lives."""
+    model: nn.Module
+    ema: nn.Module
+    log: list[dict]
+    config: TrainConfig
+    checkpoint: Path
+
+
+def train(config: TrainConfig, task: Task | None = None, fresh: bool = False) -> TrainResult:
+    """Train `task` (default: `build_task(config)`) for `config.steps` steps, resuming from `out_dir/ckpt.pt` if present."""
+    check_config(config)
+    device = resolve_device(config.device)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out / "ckpt.pt", out / "log.jsonl"
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)  # float sums depend on the thread split: fix it for bit-exact resume
+    try:
+        torch.manual_seed(config.seed)  # the model's initial weights
+        task = task if task is not None else build_task(config)
+        model = task.model.to(device)
+        ema = copy.deepcopy(model).requires_grad_(False).eval()
+        optimizer = make_optimizer(config, model)
+        start, wall = 0, 0.0
+        if ckpt_path.exists() and not fresh:
+            start, wall = restore(ckpt_path, config, model, ema, optimizer)
+        log = trim_log(log_path, start)
+        _loop(config, task, model, ema, optimizer, device, start, wall, ckpt_path, log_path, log)
+        if log:
+            plot_log(log_path)
+        return TrainResult(model, ema, log, config, ckpt_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _loop(config, task, model, ema, optimizer, device, start, wall, ckpt_path, log_path, log):
+    """Steps start .. config.steps - 1; appends to `log` and `log_path`, saves checkpoints."""
+    forward = torch.compile(model) if config.compile else model
+    bf16 = config.precision == "bf16"
+    model.train()
+    began, since = time.perf_counter(), time.perf_counter()
+    loss_sum, count = torch.zeros((), device=device), 0
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not config.progress,
+               desc=config.preset)
+    with open(log_path, "a") as log_file:
+        for step in bar:
+            torch.manual_seed(step_seed(config.seed, step, "global"))  # dropout and anything without a generator
+            lr = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = to_device(task.batch_fn(step), device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = task.loss_fn(forward, batch, step_generator(config.seed, step, "loss", device))
+            if loss.ndim != 0:
+                raise ValueError(f"loss_fn must return a scalar, got a tensor of shape {tuple(loss.shape)}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf)
+            optimizer.step()
+            ema_update(ema, model, config.ema_decay, step)
+            loss_sum += loss.detach().float()
+            count += 1
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                now = time.perf_counter()
+                mean = (loss_sum / count).item()
+                if not math.isfinite(mean):
+                    raise FloatingPointError(f"the loss is {mean} at step {done}: lower lr, or train in fp32")
+                record = {"step": done, "loss": mean, "lr": lr, "grad_norm": float(grad_norm),
+                          "samples_per_s": count * config.batch_size / (now - since),
+                          "wall_s": wall + now - began}
+                log.append(record)
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                bar.set_postfix(loss=f"{mean:.4f}")
+                loss_sum.zero_()
+                count, since = 0, now
+            if done % config.ckpt_every == 0 or done == config.steps:
+                save_checkpoint(ckpt_path, {
+                    "config": asdict(config), "step": done, "wall_s": wall + time.perf_counter() - began,
+                    "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict()})
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay (SGDR, Loshchilov & Hutter 2017), for 0-based `step`.
+
+    lr_s = lr (s + 1) / warmup                                      for s < warmup
+    lr_s = min_lr + (lr - min_lr) (1 + cos(pi p)) / 2,  p = (s - warmup) / (steps - warmup)   otherwise
+    """
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    p = (step - config.warmup) / (config.steps - config.warmup)
+    return config.min_lr + (config.lr - config.min_lr) * (1 + math.cos(math.pi * p)) / 2
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """theta_ema <- d theta_ema + (1 - d) theta with d = min(decay, (1 + s) / (10 + s)) after step s.
+
+    The warm-up of d lets the average forget the random initial weights quickly on short runs.
+    Buffers (e.g. normalisation statistics) are copied.
+    """
+    d = min(decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1 - d)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices and kernels only, never on biases and norm gains (as in nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+
+
+def step_generator(seed: int, step: int, stream: str, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator for one stream ("data", "loss", ...) of one step, independent of every other step and stream."""
+    return torch.Generator(device).manual_seed(step_seed(seed, step, stream))
+
+
+def step_seed(seed: int, step: int, stream: str) -> int:
+    """A 64-bit seed hashed from (seed, stream, step), so that nearby seeds and steps give unrelated streams."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{stream}/{step}".encode(), digest_size=8).digest(), "little")
+
+
+def to_device(batch, device: torch.device):
+    """Move the tensors of a batch (a tensor, or tuples / lists / dicts of them) to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """torch.save to `path.tmp`, flush to disk, then rename: a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's dict of plain tensors and containers, loaded with `weights_only=True` (no arbitrary code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError or UnpicklingError depending on the damage
+        raise CheckpointError(f"{path} is truncated or not a tinyvdm checkpoint ({type(e).__name__}: {e}); "
+                              "delete it (or train with --fresh) to start over") from e
+    expected = {"config", "step", "wall_s", "model", "ema", "optimizer"}
+    if not isinstance(state, dict) or not expected <= state.keys():
+        found = sorted(state.keys()) if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a tinyvdm checkpoint: expected keys {sorted(expected)}, got {found}")
+    return state
+
+
+def restore(path: Path, config: TrainConfig, model, ema, optimizer) -> tuple[int, float]:
+    """Load a checkpoint of the same run into model, EMA and optimizer; return (step, wall seconds)."""
+    state = read_checkpoint(path)
+    saved = asdict(config_from_dict(state["config"]))
+    now = asdict(config)
+    changed = [f"{k}: checkpoint {saved[k]!r}, now {now[k]!r}" for k in now if k not in RUN_KEYS and saved[k] != now[k]]
+    if changed:
+        raise CheckpointError(f"{path} belongs to a different run ({'; '.join(changed)}); "
+                              "use another out_dir, or --fresh to overwrite it")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"], state["wall_s"]
+
+
+def load_checkpoint(path: str | Path, ema: bool = True, device: str = "cpu") -> tuple[nn.Module, TrainConfig, Task]:
+    """(model with the EMA weights, or the raw ones if `ema=False`, in eval mode; its config; its task)."""
+    state = read_checkpoint(path)
+    config = config_from_dict(state["config"])
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+        task = build_task(config)
+    task.model.load_state_dict(state["ema" if ema else "model"])
+    return task.model.to(device).eval(), config, task
+
+
+# ---------------------------------------------------------------- log
+
+
+def trim_log(path: Path, step: int) -> list[dict]:
+    """Records of `path` up to `step` (a killed run may have logged past its last checkpoint); rewrite the file so."""
+    log = []
+    if step > 0 and path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a run killed mid-write
+                continue
+            if record["step"] <= step:
+                log.append(record)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in log))
+    os.replace(tmp, path)
+    return log
+
+
+def read_log(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def plot_log(path: str | Path) -> Figure:
+    """Loss (log scale) and learning rate against step from a JSONL log; saved as a PNG next to it."""
+    path = Path(path)
+    log = read_log(path)
+    steps = [r["step"] for r in log]
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps, [r["loss"] for r in log], color="C0")
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=f"training loss ({path.parent.name})")
+    lr_ax = ax.twinx()
+    lr_ax.plot(steps, [r["lr"] for r in log], color="C1", alpha=0.5)
+    lr_ax.set_ylabel("learning rate", color="C1")
+    fig.savefig(path.with_suffix(".png"), dpi=100)
+    return fig
+
+
+# ---------------------------------------------------------------- config and presets
+
+
+def check_config(config: TrainConfig) -> None:
+    """Values that would fail later or silently do the wrong thing fail here."""
+    if config.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    for name in ("batch_size", "steps", "ckpt_every", "log_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {getattr(config, name)}")
+    if not 0 <= config.warmup < config.steps:
+        raise ConfigError(f"warmup must be in [0, steps={config.steps}), got {config.warmup}")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
+    if config.grad_clip < 0 or config.threads < 0:
+        raise ConfigError(f"grad_clip and threads must be >= 0, got {config.grad_clip} and {config.threads}")
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; expected some of {names}")
+    return TrainConfig(**values)
+
+
+def get_preset(name: str) -> TrainConfig:
+    """A fresh copy of preset `name`."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def override(config: TrainConfig, pairs: list[tuple[str, str]]) -> TrainConfig:
+    """Apply `("key", "text")` pairs, each text parsed by the type of the value it replaces.
+
+    Keys are fields of TrainConfig (`lr`), or dotted keys of its dict fields (`model.dim`);
+    a dict field only takes the keys its preset lists, so a typo is an error, not a no-op.
+    """
+    config = copy.deepcopy(config)
+    names = [f.name for f in fields(TrainConfig)]
+    for key, text in pairs:
+        section, dot, sub = key.partition(".")
+        if section not in names or section == "preset":
+            raise ConfigError(f"unknown key --{key}; expected one of {[n for n in names if n != 'preset']} "
+                              "(dict keys dotted, like --model.dim)")
+        current = getattr(config, section)
+        if isinstance(current, dict):
+            if not dot:
+                raise ConfigError(f"set --{section} keys one at a time, like --{section}.{next(iter(current), 'key')}")
+            if sub not in current:
+                raise ConfigError(f"unknown key --{key}; preset {config.preset!r} has {section} keys {sorted(current)}")
+            current[sub] = parse_value(key, text, current[sub])
+        elif dot:
+            raise ConfigError(f"unknown key --{key}: {section} is not a dict of keys")
+        else:
+            setattr(config, section, parse_value(key, text, current))
+    return config
+
+
+def parse_value(key: str, text: str, current):
+    """`text` as the type of `current`: bool (true/false), int, float, str, tuple ("1,2,4"), or any literal if None."""
+    kind = type(current)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if kind in (int, float, str):
+            return kind(text)
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if current is None:
+            return text
+        raise ConfigError(f"--{key} expects a {kind.__name__} like {current!r}, got {text!r}") from None
+    if kind is tuple:
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return value
+
+
+def parse_train_args(argv: list[str]) -> tuple[TrainConfig, bool]:
+    """`[--preset NAME] [--fresh] [--key value | --key=value ...]` -> (config, fresh)."""
+    preset, fresh, pairs, i = "course", False, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--fresh":
+            fresh, i = True, i + 1
+            continue
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"expected --key value, got {arg!r}")
+        key, eq, text = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"--{key} needs a value")
+            text, i = argv[i + 1], i + 1
+        i += 1
+        if key == "preset":
+            preset = text
+        else:
+            pairs.append((key, text))
+    return override(get_preset(preset), pairs), fresh
+
+
+def usage(preset: str = "course") -> str:
+    lines = ["usage: python -m tinyvdm train [--preset NAME] [--fresh] [--key value ...]",
+             f"presets: {', '.join(PRESETS)}; keys and their values in preset {preset!r}:"]
+    for name, value in asdict(get_preset(preset)).items():
+        if isinstance(value, dict):
+            lines += [f"  --{name}.{k} {v}" for k, v in value.items()]
+        elif name != "preset":
+            lines.append(f"  --{name} {value}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def train_cli(argv: list[str]) -> None:
+    """`python -m tinyvdm train ...`: see `usage()`. (The Python API is `train`.)"""
+    try:
+        if "-h" in argv or "--help" in argv:
+            print(usage(argv[argv.index("--preset") + 1] if "--preset" in argv[:-1] else "course"))
+            raise SystemExit(0)
+        config, fresh = parse_train_args(argv)
+        check_config(config)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    try:
+        result = train(config, fresh=fresh)
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    if result.log:
+        print(f"step {result.log[-1]['step']}: loss {result.log[-1]['loss']:.4f}; checkpoint {result.checkpoint}")
+
+
+def sample_cli(argv: list[str]) -> None:
+    """`python -m tinyvdm sample --ckpt PATH --out x.gif [--n 8 --sampler ddim --steps 50 --seed 0]`."""
+    parser = argparse.ArgumentParser(prog="python -m tinyvdm sample",
+                                     description="Sample videos from a checkpoint (EMA weights) into a GIF.")
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `python -m tinyvdm train`")
+    parser.add_argument("--out", default="samples.gif", help="the GIF to write")
+    parser.add_argument("--n", type=int, default=8, help="how many videos")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default 50); ancestral runs all of them")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 like ancestral")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--raw", action="store_true", help="sample from the raw weights instead of the EMA")
+    parser.add_argument("--fps", type=float, default=4)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.sampler == "ancestral" and args.steps is not None:
+        parser.error("--steps is for ddim: ancestral sampling runs every step of the chain")
+    device = resolve_device(args.device)
+    try:
+        model, config, task = load_checkpoint(args.ckpt, ema=not args.raw, device=device)
+    except (CheckpointError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if task.sample is None:
+        raise SystemExit(f"error: task {config.task!r} of {args.ckpt} does not generate videos")
+    videos = task.sample(model, args.n, sampler=args.sampler, steps=args.steps or 50, eta=args.eta,
+                         generator=torch.Generator(device).manual_seed(args.seed), progress=True)
+    from tinyvdm import viz
+    path = viz.save_gif(videos.float().cpu(), args.out, fps=args.fps)
+    print(f"wrote {args.n} videos to {path}")
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def build_task(config: TrainConfig) -> Task:
+    """The Task named by `config.task`: a key of TASKS, or "package.module:function" (function(config) -> Task)."""
+    if config.task in TASKS:
+        return TASKS[config.task](config)
+    module, colon, name = config.task.partition(":")
+    if not colon:
+        raise ConfigError(f"unknown task {config.task!r}; expected one of {sorted(TASKS)} or 'package.module:function'")
+    return getattr(importlib.import_module(module), name)(config)
+
+
+SAMPLERS = ("ancestral", "ddim")
+
+
+def video_diffusion_task(config: TrainConfig) -> Task:
+    """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss."""
+    from tinyvdm.data import MovingMNIST
+    from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
+    from tinyvdm.models import UNet3D
+
+    schedules = {"cosine": cosine_beta_schedule, "linear": linear_beta_schedule}
+    schedule, num_steps, prediction = (config.diffusion[k] for k in ("schedule", "num_steps", "prediction"))
+    if schedule not in schedules:
+        raise ConfigError(f"diffusion.schedule must be one of {sorted(schedules)}, got {schedule!r}")
+    diffusion = GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction)
+    data = MovingMNIST(**config.data)
+    video_shape = (config.model.get("in_channels", 1), data.config.frames, data.config.size, data.config.size)
+
+    def batch_fn(step: int) -> torch.Tensor:
+        idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
+        return data.batch(idx.tolist())[0]  # (B, 1, T, H, W)
+
+    def loss_fn(model, x0, generator):
+        return diffusion.training_loss(model, x0, generator=generator)
+
+    def sample(model, n, sampler="ddim", steps=50, eta=0.0, generator=None, progress=True):
+        shape = (n, *video_shape)
+        if sampler == "ancestral":
+            return diffusion.sample(model, shape, generator=generator, progress=progress)
+        return diffusion.ddim_sample(model, shape, steps, eta=eta, generator=generator, progress=progress)
+
+    return Task(UNet3D(**config.model), loss_fn, batch_fn, sample)
+
+
+TASKS: dict[str, Callable[[TrainConfig], Task]] = {"video_diffusion": video_diffusion_task}
+
+
+def _moving_mnist(**overrides) -> dict:
+    from tinyvdm.data import PRESETS as VIDEO_PRESETS
+    return {"length": 10_000, "split": "train", "seed": 0, **asdict(VIDEO_PRESETS["course"]), **overrides}
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # trains in seconds: for tests and for trying the command line
+    "tiny": TrainConfig(
+        preset="tiny", model={"in_channels": 1, "dim": 8, "dim_mults": (1, 2), "temporal_attention": "dense"},
+        data=_moving_mnist(frames=4, size=16, digit_size=10),
+        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps"},
+        batch_size=4, steps=30, lr=1e-3, min_lr=1e-4, warmup=5, ema_decay=0.99, out_dir="runs/tiny",
+        ckpt_every=10, log_every=5),
+    # the course's unconditional Moving MNIST model, sized for a 2-core CPU
+    "course": TrainConfig(
+        preset="course", model={"in_channels": 1, "dim": 32, "dim_mults": (1, 2, 4), "temporal_attention": "dense"},
+        data=_moving_mnist(), diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps"},
+        batch_size=16, steps=4000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
+}
