@@ -1,4 +1,4 @@
-"""The trainer: its schedules in closed form, that it fits a known solution, exact resume after kill -9, clear errors."""
+"""The trainer: schedules in closed form, fitting a known solution, exact resume after kill -9, clear errors."""
 import json
 import math
 import os
@@ -156,7 +156,7 @@ def _assert_same_run(resumed: dict, log_path: Path, straight) -> None:
             assert torch.equal(resumed[name][key], value), f"{name}.{key} differs after the run was resumed"
     log = read_log(log_path)
     assert [r["step"] for r in log] == [r["step"] for r in straight.log], "each step should be logged once"
-    assert [r["loss"] for r in log] == [r["loss"] for r in straight.log], "the resumed log should repeat the straight one"
+    assert [r["loss"] for r in log] == [r["loss"] for r in straight.log], "resumed and straight logs differ"
 
 
 def _last_step(log_path: Path) -> int:

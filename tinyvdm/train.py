@@ -49,7 +49,7 @@ class TrainConfig:
     task: str = "video_diffusion"  # a name in TASKS, or "package.module:function" returning a Task
     model: dict = field(default_factory=dict)  # keyword arguments of the model
     data: dict = field(default_factory=dict)  # keyword arguments of the dataset
-    diffusion: dict = field(default_factory=dict)  # schedule, num_steps, prediction
+    diffusion: dict = field(default_factory=dict)  # schedule, num_steps, prediction, min_snr_gamma
     batch_size: int = 16
     steps: int = 2000
     lr: float = 2e-4
@@ -90,7 +90,8 @@ class Task:
     model: nn.Module
     loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor]  # (model, batch, generator) -> scalar
     batch_fn: Callable[[int], Any]  # step -> batch, a pure function of (config.seed, step)
-    sample: Callable[..., torch.Tensor] | None = None  # (model, n, sampler=, steps=, generator=, progress=) -> (n, C, T, H, W)
+    # (model, n, sampler=, steps=, eta=, generator=, progress=) -> videos (n, C, T, H, W); None if it cannot generate
+    sample: Callable[..., torch.Tensor] | None = None
 
 
 @dataclass
@@ -104,7 +105,7 @@ class TrainResult:
 
 
 def train(config: TrainConfig, task: Task | None = None, fresh: bool = False) -> TrainResult:
-    """Train `task` (default: `build_task(config)`) for `config.steps` steps, resuming from `out_dir/ckpt.pt` if present."""
+    """Train `task` (default `build_task(config)`) for `config.steps` steps; resumes from `out_dir/ckpt.pt` if there."""
     check_config(config)
     device = resolve_device(config.device)
     out = Path(config.out_dir)
@@ -525,10 +526,11 @@ def video_diffusion_task(config: TrainConfig) -> Task:
     from tinyvdm.models import UNet3D
 
     schedules = {"cosine": cosine_beta_schedule, "linear": linear_beta_schedule}
-    schedule, num_steps, prediction = (config.diffusion[k] for k in ("schedule", "num_steps", "prediction"))
+    schedule, num_steps, prediction, gamma = (config.diffusion[k] for k in ("schedule", "num_steps", "prediction",
+                                                                            "min_snr_gamma"))
     if schedule not in schedules:
         raise ConfigError(f"diffusion.schedule must be one of {sorted(schedules)}, got {schedule!r}")
-    diffusion = GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction)
+    diffusion = GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction, min_snr_gamma=gamma)
     data = MovingMNIST(**config.data)
     video_shape = (config.model.get("in_channels", 1), data.config.frames, data.config.size, data.config.size)
 
@@ -539,11 +541,13 @@ def video_diffusion_task(config: TrainConfig) -> Task:
     def loss_fn(model, x0, generator):
         return diffusion.training_loss(model, x0, generator=generator)
 
+    @torch.inference_mode()
     def sample(model, n, sampler="ddim", steps=50, eta=0.0, generator=None, progress=True):
-        shape = (n, *video_shape)
+        shape, device = (n, *video_shape), next(model.parameters()).device
         if sampler == "ancestral":
-            return diffusion.sample(model, shape, generator=generator, progress=progress)
-        return diffusion.ddim_sample(model, shape, steps, eta=eta, generator=generator, progress=progress)
+            return diffusion.sample(model, shape, generator=generator, device=device, progress=progress)
+        return diffusion.ddim_sample(model, shape, steps, eta=eta, generator=generator, device=device,
+                                     progress=progress)
 
     return Task(UNet3D(**config.model), loss_fn, batch_fn, sample)
 
@@ -561,12 +565,13 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(
         preset="tiny", model={"in_channels": 1, "dim": 8, "dim_mults": (1, 2), "temporal_attention": "dense"},
         data=_moving_mnist(frames=4, size=16, digit_size=10),
-        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps"},
+        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None},
         batch_size=4, steps=30, lr=1e-3, min_lr=1e-4, warmup=5, ema_decay=0.99, out_dir="runs/tiny",
         ckpt_every=10, log_every=5),
     # the course's unconditional Moving MNIST model, sized for a 2-core CPU
     "course": TrainConfig(
         preset="course", model={"in_channels": 1, "dim": 32, "dim_mults": (1, 2, 4), "temporal_attention": "dense"},
-        data=_moving_mnist(), diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps"},
+        data=_moving_mnist(),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None},
         batch_size=16, steps=4000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
 }
