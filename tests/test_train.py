@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from PIL import Image
+
 from tinyvdm.train import (CheckpointError, ConfigError, Task, TrainConfig, ema_update, get_preset, learning_rate,
-                           load_checkpoint, parse_train_args, read_checkpoint, read_log, step_generator, train,
-                           train_cli)
+                           load_checkpoint, parse_train_args, read_checkpoint, read_log, sample_cli, step_generator,
+                           train, train_cli)
 
 A = torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 1.0, 3.0, 0.0], [1.0, 0.0, -2.0, 1.0], [0.0, 0.5, 0.0, -1.0]])
 
@@ -125,7 +127,7 @@ def test_kill9_then_resume_ends_with_the_same_weights_and_log(tmp_path):
             "--out_dir", str(tmp_path / "killed")]
     log_path = tmp_path / "killed" / "log.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    run = [sys.executable, "-c", "import sys; from tinyvdm.train import train_cli; train_cli(sys.argv[1:])", *args]
+    run = [sys.executable, "-m", "tinyvdm", "train", *args]
     proc = subprocess.Popen(run, env=env)
     while proc.poll() is None and _last_step(log_path) < 97:  # a few checkpoints in, between two of them
         time.sleep(0.005)
@@ -210,8 +212,8 @@ def test_overrides_are_parsed_by_the_type_of_the_value_they_replace():
     (["--preset", "huge"], r"unknown preset 'huge'; expected one of \['course', 'tiny'\]"),
     (["--stpes", "10"], r"unknown key --stpes; expected one of \[.*'steps'"),
     (["--model.dimm", "10"], r"unknown key --model.dimm; preset 'course' has model keys \[.*'dim'"),
-    (["--steps", "ten"], r"--steps expects a int like 4000, got 'ten'"),
-    (["--compile", "maybe"], r"--compile expects a bool"),
+    (["--steps", "ten"], r"--steps expects int \(like 3000\), got 'ten'"),
+    (["--compile", "maybe"], r"--compile expects bool"),
     (["--precision", "fp16"], r"precision must be one of \('fp32', 'bf16'\)"),
     (["--steps"], r"--steps needs a value"),
 ])
@@ -223,3 +225,20 @@ def test_bad_command_lines_are_errors_that_list_what_is_valid(argv, message):
 def test_unknown_task_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown task 'gan'"):
         train(toy_config(tmp_path, task="gan"))
+
+
+def test_tiny_preset_trains_a_unet_from_the_command_line_and_samples_a_gif(tmp_path, capsys):
+    out = tmp_path / "tiny"
+    train_cli(["--preset", "tiny", "--steps", "3", "--warmup", "1", "--threads", "1", "--progress", "false",
+               "--out_dir", str(out)])
+    _, config, task = load_checkpoint(out / "ckpt.pt")
+    assert type(task.model).__name__ == "UNet3D" and config.model["dim"] == 8
+    sample_cli(["--ckpt", str(out / "ckpt.pt"), "--out", str(tmp_path / "s.gif"), "--n", "2", "--steps", "2"])
+    assert Image.open(tmp_path / "s.gif").n_frames == config.data["frames"]
+    assert "wrote 2 videos" in capsys.readouterr().out
+
+
+def test_sampling_a_model_that_does_not_generate_is_an_error(tmp_path):
+    path = train(toy_config(tmp_path, steps=2, warmup=1)).checkpoint
+    with pytest.raises(SystemExit, match="does not generate videos"):
+        sample_cli(["--ckpt", str(path)])

@@ -14,7 +14,7 @@ Command line: a preset, then `--key value` overrides parsed by the field's type;
 the nested dicts are dotted (`--model.dim 32`, `--data.frames 4`). Unknown presets and keys
 are errors that list the valid ones.
 
-    python -m tinyvdm train --preset course --steps 4000 --out_dir runs/course
+    python -m tinyvdm train --preset course --steps 3000 --out_dir runs/course
     python -m tinyvdm sample --ckpt runs/course/ckpt.pt --out samples.gif --sampler ddim --steps 50
 
 A run resumes from `out_dir/ckpt.pt` whenever that file exists (so re-running a killed
@@ -28,18 +28,26 @@ import ast
 import copy
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
+
+from tinyvdm.data import PRESETS as VIDEO_PRESETS
+from tinyvdm.data import MovingMNIST
+from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
+from tinyvdm.models import UNet3D
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -323,6 +331,7 @@ def read_log(path: str | Path) -> list[dict]:
 
 def plot_log(path: str | Path) -> Figure:
     """Loss (log scale) and learning rate against step from a JSONL log; saved as a PNG next to it."""
+    from matplotlib.figure import Figure  # here, not at the top: it adds a second to every command's start-up
     path = Path(path)
     log = read_log(path)
     steps = [r["step"] for r in log]
@@ -411,7 +420,7 @@ def parse_value(key: str, text: str, current):
     except (ValueError, SyntaxError):
         if current is None:
             return text
-        raise ConfigError(f"--{key} expects a {kind.__name__} like {current!r}, got {text!r}") from None
+        raise ConfigError(f"--{key} expects {kind.__name__} (like {current!r}), got {text!r}") from None
     if kind is tuple:
         return tuple(value) if isinstance(value, (tuple, list)) else (value,)
     return value
@@ -521,10 +530,6 @@ SAMPLERS = ("ancestral", "ddim")
 
 def video_diffusion_task(config: TrainConfig) -> Task:
     """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss."""
-    from tinyvdm.data import MovingMNIST
-    from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
-    from tinyvdm.models import UNet3D
-
     schedules = {"cosine": cosine_beta_schedule, "linear": linear_beta_schedule}
     schedule, num_steps, prediction, gamma = (config.diffusion[k] for k in ("schedule", "num_steps", "prediction",
                                                                             "min_snr_gamma"))
@@ -532,7 +537,7 @@ def video_diffusion_task(config: TrainConfig) -> Task:
         raise ConfigError(f"diffusion.schedule must be one of {sorted(schedules)}, got {schedule!r}")
     diffusion = GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction, min_snr_gamma=gamma)
     data = MovingMNIST(**config.data)
-    video_shape = (config.model.get("in_channels", 1), data.config.frames, data.config.size, data.config.size)
+    video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
 
     def batch_fn(step: int) -> torch.Tensor:
         idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
@@ -555,23 +560,29 @@ def video_diffusion_task(config: TrainConfig) -> Task:
 TASKS: dict[str, Callable[[TrainConfig], Task]] = {"video_diffusion": video_diffusion_task}
 
 
+def _unet(**overrides) -> dict:
+    """Every keyword of UNet3D with its default, so that each one can be overridden (`--model.heads 2`)."""
+    defaults = {name: p.default for name, p in inspect.signature(UNet3D).parameters.items()}
+    return {**defaults, **overrides}
+
+
 def _moving_mnist(**overrides) -> dict:
-    from tinyvdm.data import PRESETS as VIDEO_PRESETS
+    """Every option of the course's Moving MNIST, written out so the config alone says what the data was."""
     return {"length": 10_000, "split": "train", "seed": 0, **asdict(VIDEO_PRESETS["course"]), **overrides}
 
 
 PRESETS: dict[str, TrainConfig] = {
     # trains in seconds: for tests and for trying the command line
     "tiny": TrainConfig(
-        preset="tiny", model={"in_channels": 1, "dim": 8, "dim_mults": (1, 2), "temporal_attention": "dense"},
+        preset="tiny", model=_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8),
         data=_moving_mnist(frames=4, size=16, digit_size=10),
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None},
         batch_size=4, steps=30, lr=1e-3, min_lr=1e-4, warmup=5, ema_decay=0.99, out_dir="runs/tiny",
         ckpt_every=10, log_every=5),
     # the course's unconditional Moving MNIST model, sized for a 2-core CPU
     "course": TrainConfig(
-        preset="course", model={"in_channels": 1, "dim": 32, "dim_mults": (1, 2, 4), "temporal_attention": "dense"},
+        preset="course", model=_unet(dim=32, dim_mults=(1, 2, 4)),
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None},
-        batch_size=16, steps=4000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
+        batch_size=16, steps=3000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
 }
