@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 
 
 def per_sample(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -10,7 +9,7 @@ def per_sample(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if value.ndim != 1 or value.shape[0] != x.shape[0]:
         raise ValueError(f"expected one value per sample, shape ({x.shape[0]},), got {tuple(value.shape)}")
     value = value.to(x.dtype).to(x.device)  # cast first: float64 tables cannot move to every device
-    return rearrange(value, "b -> b" + " 1" * (x.ndim - 1))
+    return value.view(-1, *[1] * (x.ndim - 1))  # (B,) -> (B, 1, …, 1); a view, as this runs on every step
 
 
 def randn(shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -226,9 +226,10 @@ class GaussianDiffusion:
         if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32) or t.shape != (x.shape[0],):
             got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"expected integer steps t of shape ({x.shape[0]},), got {got}")
-        if t.min() < 0 or t.max() >= self.num_steps:
-            raise ValueError(f"expected steps t in [0, {self.num_steps}), got values in [{t.min().item()}, {t.max().item()}]")
-        return per_sample(values.to(x.dtype).to(x.device)[t], x)
+        low, high = t.aminmax()
+        if low < 0 or high >= self.num_steps:
+            raise ValueError(f"expected steps t in [0, {self.num_steps}), got values in [{low.item()}, {high.item()}]")
+        return per_sample(values[t.cpu()], x)
 
     def _steps(self, step, x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0],), int(step), dtype=torch.long, device=x.device)

@@ -62,9 +62,7 @@ class GaussianMixture(AnalyticData):
     """
 
     def __init__(self, weights, means, covs, labels=None):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        self.means = torch.as_tensor(means, dtype=torch.float64)
-        self.covs = torch.as_tensor(covs, dtype=torch.float64)
+        self.weights, self.means, self.covs = (_float64(v) for v in (weights, means, covs))
         k, d = self.means.shape
         if self.weights.shape != (k,) or self.covs.shape != (k, d, d) or (self.weights <= 0).any():
             raise ValueError(f"expected positive weights ({k},), means ({k}, d) and covs ({k}, d, d), got "
@@ -109,9 +107,10 @@ class GaussianMixture(AnalyticData):
 
     def posterior_mean(self, x, alpha, sigma, cond=None):
         log_joint, y, shrink = self._components(x, alpha, sigma, cond)
-        # E[x_0 | x_t, k] = μ_k + U_k diag(α λ / (α² λ + σ²)) U_kᵀ (x_t − α μ_k)
-        x0_k = rearrange(self.means.to(x.dtype), "k i -> k i 1") + self.eigenvectors.to(x.dtype) @ (y * shrink)
-        return einsum(log_joint.softmax(0), x0_k, "k b, k i b -> b i")
+        # Σ_k p(k | x_t) E[x_0 | x_t, k],  E[x_0 | x_t, k] = μ_k + U_k diag(α λ / (α² λ + σ²)) U_kᵀ (x_t − α μ_k)
+        r = log_joint.softmax(0)  # (K, B)
+        x0 = einsum(self.means.to(x.dtype), r, "k i, k b -> i b") + (self.eigenvectors.to(x.dtype) @ (y * shrink * r[:, None])).sum(0)
+        return rearrange(x0, "i b -> b i")
 
     def moments(self, x: torch.Tensor, cond: int | None = None):
         """(weights (K,), means (K, d), covs (K, d, d)) of samples x, each sample split over components by p(k | x).
@@ -200,6 +199,13 @@ class GaussianMixture(AnalyticData):
         alpha = torch.ones(len(x), dtype=torch.float64) if alpha is None else torch.as_tensor(alpha, dtype=torch.float64).expand(len(x))
         sigma = torch.zeros(len(x), dtype=torch.float64) if sigma is None else torch.as_tensor(sigma, dtype=torch.float64).expand(len(x))
         return alpha, sigma
+
+
+def _float64(values) -> torch.Tensor:
+    """A float64 tensor from a tensor, nested lists of numbers, or a list of tensors."""
+    if isinstance(values, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in values):
+        return torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values])
+    return torch.as_tensor(values, dtype=torch.float64)
 
 
 def ring_mixture() -> GaussianMixture:
