@@ -82,6 +82,7 @@ class TrainConfig:
 # they may differ between a run and its resumption.
 RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "log_every", "progress")
 PRECISIONS = ("fp32", "bf16")
+SAMPLERS = ("ancestral", "ddim")
 
 
 class ConfigError(ValueError):
@@ -507,7 +508,7 @@ def sample_cli(argv: list[str]) -> None:
         raise SystemExit(f"error: task {config.task!r} of {args.ckpt} does not generate videos")
     videos = task.sample(model, args.n, sampler=args.sampler, steps=args.steps or 50, eta=args.eta,
                          generator=torch.Generator(device).manual_seed(args.seed), progress=True)
-    from tinyvdm import viz
+    from tinyvdm import viz  # here, not at the top: matplotlib slows every command's start-up
     path = viz.save_gif(videos.float().cpu(), args.out, fps=args.fps)
     print(f"wrote {args.n} videos to {path}")
 
@@ -523,9 +524,6 @@ def build_task(config: TrainConfig) -> Task:
     if not colon:
         raise ConfigError(f"unknown task {config.task!r}; expected one of {sorted(TASKS)} or 'package.module:function'")
     return getattr(importlib.import_module(module), name)(config)
-
-
-SAMPLERS = ("ancestral", "ddim")
 
 
 def video_diffusion_task(config: TrainConfig) -> Task:
