@@ -12,7 +12,7 @@ Hook for video editing (Plug-and-Play, FateZero, Text2Video-Zero): set `attn.qkv
 `Attention`; `fn(q, k, v)` receives the tensors that enter softmax(q kᵀ/√d + bias) v, shaped
 (N, heads, L, d) for q and (N, heads, S, d) for k and v, and returns the (q, k, v) to use. Return
 them unchanged to record them, or return cached ones to inject them (same q and k = same attention
-map). Set it back to None to remove it.
+map). Set it back to None to remove it. A net's layers: `[m for m in net.modules() if isinstance(m, Attention)]`.
 """
 from __future__ import annotations
 
@@ -50,19 +50,19 @@ class Attention(nn.Module):
         self.qkv_hook: QKVHook | None = None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                kv_frames: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                gather_kv: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """x (N, L, dim), context (N, S, context_dim), bias broadcastable to (N, heads, L, S) -> (N, L, dim).
 
-        `kv_frames` maps keys and values (N, heads, S, d) to the ones each query row attends to
-        (cross-frame attention gathers other frames' tokens with it).
+        `gather_kv` maps keys and values (N, heads, S, d) to the ones each query row attends to
+        (cross-frame attention gathers other frames' tokens with it; the hook sees the result).
         """
         if self.self_attention:
             q, k, v = rearrange(self.to_qkv(x), "n l (three h d) -> three n h l d", three=3, h=self.heads)
         else:
             q = rearrange(self.to_q(x), "n l (h d) -> n h l d", h=self.heads)
             k, v = rearrange(self.to_kv(context), "n s (two h d) -> two n h s d", two=2, h=self.heads)
-        if kv_frames is not None:
-            k, v = kv_frames(k), kv_frames(v)
+        if gather_kv is not None:
+            k, v = gather_kv(k), gather_kv(v)
         if self.qkv_hook is not None:
             q, k, v = self.qkv_hook(q, k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
@@ -85,8 +85,8 @@ class SpatialAttention(nn.Module):
         """x (B·T, C, H, W) -> x + attention, same shape."""
         h, w = x.shape[-2:]
         tokens = rearrange(x, "n c h w -> n (h w) c")
-        kv_frames = _sparse_causal(frames) if cross_frame else None
-        out = self.attn(self.norm(tokens), kv_frames=kv_frames)
+        gather_kv = _sparse_causal(frames) if cross_frame else None
+        out = self.attn(self.norm(tokens), gather_kv=gather_kv)
         return x + rearrange(out, "n (h w) c -> n c h w", h=h, w=w)
 
 

@@ -5,9 +5,10 @@
 Space and time are factorized: every 3D layer is a spatial layer applied to each frame (a 1×3×3
 conv, attention among the pixels of a frame) followed by a temporal layer applied to each pixel
 (a 3×1×1 conv, attention among the frames). Temporal layers start at zero, so at initialisation
-the net is an image U-Net run on every frame (Make-A-Video); `image_mode=True` skips them, which
-lets the same net train on images and videos jointly (VDM §3). Inside, a video is a batch of
-frames (B·T, C, H, W) kept channels-last, so a temporal layer only views it as (B, C, T, H, W).
+the net is an image U-Net run on every frame (Make-A-Video; cross-frame attention is the exception:
+it shares keys and values across frames from the start); `image_mode=True` skips them, which lets
+the same net train on images and videos jointly (VDM §3). Inside, a video is a batch of
+frames (B·T, C, H, W) kept channels-last, which a temporal conv reads as (B, C, T, H·W) with no copy.
 
 Conditioning: `cond` (B, L, cond_dim) is a sequence of context vectors (e.g. text tokens); every
 attention level cross-attends to all L tokens, and token 0, the pooled vector, is added to the
@@ -62,7 +63,7 @@ class UNet3D(nn.Module):
             raise ValueError(f"num_res_blocks must be >= 1 per level of dim_mults {tuple(dim_mults)}, got {num_res_blocks}")
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.temporal_attention, self.cond_dim, self.time_scale = temporal_attention, cond_dim, time_scale
-        self.factor = 2 ** (len(dim_mults) - 1)
+        self.dim, self.factor = dim, 2 ** (len(dim_mults) - 1)
         emb_dim = 4 * dim
 
         self.time_mlp = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -76,7 +77,7 @@ class UNet3D(nn.Module):
             return AttentionBlock(c, heads, head_dim, temporal_attention, cond_dim)
 
         self.conv_in = nn.Conv2d(in_channels, dim, 3, padding=1)
-        self.down, self.up = nn.ModuleList(), nn.ModuleList()
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c_prev = dim
         for level, c in enumerate(channels):
             layers = nn.ModuleList()
@@ -85,21 +86,22 @@ class UNet3D(nn.Module):
                 c_prev = c
                 if level in attn_levels:
                     layers.append(attention(c))
-            if level < len(channels) - 1:
-                layers.append(Downsample(c))
             self.down.append(layers)
+            if level < len(channels) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
         self.mid = nn.ModuleList([block(c_prev, c_prev), attention(c_prev), block(c_prev, c_prev)])
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for level, c in reversed(list(enumerate(channels))):
             layers = nn.ModuleList()
             for i in range(blocks[level]):
-                layers.append(block(c_prev + c if i == 0 else c, c))
+                layers.append(block(c_prev + c if i == 0 else c, c))  # the first block takes the skip too
                 c_prev = c
                 if level in attn_levels:
                     layers.append(attention(c))
-            if level > 0:
-                layers.append(Upsample(c, channels[level - 1]))
-                c_prev = channels[level - 1]
             self.up.append(layers)
+            if level > 0:  # U-Net's up-convolution (Ronneberger et al. 2015): a stride-2 2×2 transposed conv
+                self.upsample.append(nn.ConvTranspose2d(c, channels[level - 1], 2, stride=2))
+                c_prev = channels[level - 1]
         self.norm_out = nn.GroupNorm(groups, dim)
         self.conv_out = nn.Conv2d(dim, self.out_channels, 3, padding=1)
         self.to(memory_format=torch.channels_last)
@@ -111,7 +113,7 @@ class UNet3D(nn.Module):
         image_mode: treat the T frames as independent images (temporal layers skipped).
         """
         b, frames = self._check(x_t, t, cond)
-        emb = self.time_mlp(timestep_embedding(t.float() * self.time_scale, self.conv_in.out_channels))
+        emb = self.time_mlp(timestep_embedding(t.float() * self.time_scale, self.dim))
         context = None
         if cond is not None:
             cond = cond[:, None] if cond.ndim == 2 else cond
@@ -123,18 +125,20 @@ class UNet3D(nn.Module):
         h = rearrange(x_t, "b c t h w -> (b t) c h w").contiguous(memory_format=torch.channels_last)
         h = self.conv_in(h)
         skips = []
-        for layers in self.down:
+        for level, layers in enumerate(self.down):
             for layer in layers:
-                if isinstance(layer, Downsample):
-                    skips.append(h)
                 h = layer(h, **ctx)
-        skips.append(h)
+            skips.append(h)
+            if level < len(self.downsample):
+                h = self.downsample[level](h)
         for layer in self.mid:
             h = layer(h, **ctx)
-        for layers in self.up:
+        for level, layers in enumerate(self.up):  # lowest resolution first
             h = torch.cat([h, skips.pop()], dim=1)
             for layer in layers:
                 h = layer(h, **ctx)
+            if level < len(self.upsample):
+                h = self.upsample[level](h)
         h = self.conv_out(F.silu(self.norm_out(h)))
         return rearrange(h, "(b t) c h w -> b c t h w", b=b).contiguous()
 
@@ -171,8 +175,9 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 class ResBlock(nn.Module):
     """Spatial residual block with FiLM time conditioning, then a zero-initialised temporal conv:
 
-        h = conv(SiLU(GN(x))); h = conv(SiLU(GN(h) (1 + s) + b)); x = skip(x) + h       (per frame, 1×3×3)
-        x = x + conv_t(SiLU(GN(x)))                                                     (per pixel, 3×1×1)
+        h = conv(SiLU(GN(x))); h = conv(SiLU(GN(h) (1 + γ) + β)); x = skip(x) + h      (per frame, 1×3×3)
+        x = x + conv_t(SiLU(GN(x)))                                                    (per pixel, 3×1×1)
+    with (γ, β) = Linear(SiLU(emb)), the time (and pooled condition) embedding.
     """
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int):
@@ -227,25 +232,3 @@ class AttentionBlock(nn.Module):
         if self.temporal is not None and not image_mode:
             x = self.temporal(x, frames)
         return x
-
-
-class Downsample(nn.Module):
-    """Halve H and W with a stride-2 3×3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-
-    def forward(self, x, **_):
-        return self.conv(x)
-
-
-class Upsample(nn.Module):
-    """Double H and W with a stride-2 2×2 transposed conv (U-Net's up-convolution, Ronneberger et al. 2015)."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.conv = nn.ConvTranspose2d(c_in, c_out, 2, stride=2)
-
-    def forward(self, x, **_):
-        return self.conv(x)
