@@ -209,7 +209,7 @@ def test_overrides_are_parsed_by_the_type_of_the_value_they_replace():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--preset", "huge"], r"unknown preset 'huge'; expected one of \['course', 'tiny'\]"),
+    (["--preset", "huge"], r"unknown preset 'huge'; expected one of \['course', 't2v-tiny', 'tiny'\]"),
     (["--stpes", "10"], r"unknown key --stpes; expected one of \[.*'steps'"),
     (["--model.dimm", "10"], r"unknown key --model.dimm; preset 'course' has model keys \[.*'dim'"),
     (["--steps", "ten"], r"--steps expects int \(like 3000\), got 'ten'"),

@@ -45,6 +45,7 @@ from tinyvdm.data import PRESETS as VIDEO_PRESETS
 from tinyvdm.data import MovingMNIST
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
 from tinyvdm.models import UNet3D
+from tinyvdm.pipelines.sampling import SAMPLERS, sample
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,7 +83,6 @@ class TrainConfig:
 # they may differ between a run and its resumption.
 RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "log_every", "progress")
 PRECISIONS = ("fp32", "bf16")
-SAMPLERS = ("ancestral", "ddim")
 
 
 class ConfigError(ValueError):
@@ -99,8 +99,11 @@ class Task:
     model: nn.Module
     loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor]  # (model, batch, generator) -> scalar
     batch_fn: Callable[[int], Any]  # step -> batch, a pure function of (config.seed, step)
-    # (model, n, sampler=, steps=, eta=, generator=, progress=) -> videos (n, C, T, H, W); None if it cannot generate
+    # (model, n, sampler=, steps=, eta=, generator=, progress=, **task-specific) -> videos (n, C, T, H, W);
+    # None if it cannot generate
     sample: Callable[..., torch.Tensor] | None = None
+    diffusion: GaussianDiffusion | None = None  # the chain it was trained with, for generative tasks
+    video_shape: tuple[int, ...] = ()  # (C, T, H, W) of one sample
 
 
 @dataclass
@@ -483,22 +486,29 @@ def train_cli(argv: list[str]) -> None:
 
 
 def sample_cli(argv: list[str]) -> None:
-    """`python -m tinyvdm sample --ckpt PATH --out x.gif [--n 8 --sampler ddim --steps 50 --seed 0]`."""
+    """`python -m tinyvdm sample --ckpt PATH --out x.gif [--n 8 --sampler ddim --steps 50 --seed 0]`.
+
+    For a text-to-video checkpoint: `--prompt "the digit 7 moves left" [--prompt ...] --guidance 3`.
+    """
     parser = argparse.ArgumentParser(prog="python -m tinyvdm sample",
                                      description="Sample videos from a checkpoint (EMA weights) into a GIF.")
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by `python -m tinyvdm train`")
     parser.add_argument("--out", default="samples.gif", help="the GIF to write")
     parser.add_argument("--n", type=int, default=8, help="how many videos")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default 50); ancestral runs all of them")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps (default 50); ancestral runs every step of the chain")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 like ancestral")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true", help="sample from the raw weights instead of the EMA")
     parser.add_argument("--fps", type=float, default=4)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--prompt", action="append", help="text-to-video: a prompt (repeat for several videos)")
+    parser.add_argument("--guidance", type=float, default=None, help="text-to-video: classifier-free guidance scale")
     args = parser.parse_args(argv)
     if args.sampler == "ancestral" and args.steps is not None:
-        parser.error("--steps is for ddim: ancestral sampling runs every step of the chain")
+        parser.error("--steps is for the other samplers: ancestral sampling runs every step of the chain")
+    text = {k: v for k, v in (("prompts", args.prompt), ("guidance", args.guidance)) if v is not None}
     device = resolve_device(args.device)
     try:
         model, config, task = load_checkpoint(args.ckpt, ema=not args.raw, device=device)
@@ -506,11 +516,14 @@ def sample_cli(argv: list[str]) -> None:
         raise SystemExit(f"error: {e}") from None
     if task.sample is None:
         raise SystemExit(f"error: task {config.task!r} of {args.ckpt} does not generate videos")
-    videos = task.sample(model, args.n, sampler=args.sampler, steps=args.steps or 50, eta=args.eta,
-                         generator=torch.Generator(device).manual_seed(args.seed), progress=True)
+    if text and "prompts" not in inspect.signature(task.sample).parameters:
+        raise SystemExit(f"error: task {config.task!r} of {args.ckpt} takes no prompts or guidance")
+    n = len(args.prompt) if args.prompt else args.n
+    videos = task.sample(model, n, sampler=args.sampler, steps=args.steps or 50, eta=args.eta,
+                         generator=torch.Generator(device).manual_seed(args.seed), progress=True, **text)
     from tinyvdm import viz  # here, not at the top: matplotlib slows every command's start-up
-    path = viz.save_gif(videos.float().cpu(), args.out, fps=args.fps)
-    print(f"wrote {args.n} videos to {path}")
+    path = viz.save_gif(videos.float().cpu(), args.out, titles=args.prompt, fps=args.fps)
+    print(f"wrote {n} videos to {path}")
 
 
 # ---------------------------------------------------------------- tasks
@@ -526,14 +539,19 @@ def build_task(config: TrainConfig) -> Task:
     return getattr(importlib.import_module(module), name)(config)
 
 
-def video_diffusion_task(config: TrainConfig) -> Task:
-    """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss."""
+def make_diffusion(config: TrainConfig) -> GaussianDiffusion:
+    """The GaussianDiffusion of `config.diffusion` (schedule, num_steps, prediction, min_snr_gamma)."""
     schedules = {"cosine": cosine_beta_schedule, "linear": linear_beta_schedule}
     schedule, num_steps, prediction, gamma = (config.diffusion[k] for k in ("schedule", "num_steps", "prediction",
                                                                             "min_snr_gamma"))
     if schedule not in schedules:
         raise ConfigError(f"diffusion.schedule must be one of {sorted(schedules)}, got {schedule!r}")
-    diffusion = GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction, min_snr_gamma=gamma)
+    return GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction, min_snr_gamma=gamma)
+
+
+def video_diffusion_task(config: TrainConfig) -> Task:
+    """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss."""
+    diffusion = make_diffusion(config)
     data = MovingMNIST(**config.data)
     video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
 
@@ -544,18 +562,18 @@ def video_diffusion_task(config: TrainConfig) -> Task:
     def loss_fn(model, x0, generator):
         return diffusion.training_loss(model, x0, generator=generator)
 
-    @torch.inference_mode()
-    def sample(model, n, sampler="ddim", steps=50, eta=0.0, generator=None, progress=True):
-        shape, device = (n, *video_shape), next(model.parameters()).device
-        if sampler == "ancestral":
-            return diffusion.sample(model, shape, generator=generator, device=device, progress=progress)
-        return diffusion.ddim_sample(model, shape, steps, eta=eta, generator=generator, device=device,
-                                     progress=progress)
+    def sample_fn(model, n, sampler="ddim", steps=50, eta=0.0, generator=None, progress=True):
+        device = next(model.parameters()).device
+        return sample(diffusion, model, (n, *video_shape), sampler, steps, eta=eta, generator=generator,
+                      device=device, progress=progress)[0]
 
-    return Task(UNet3D(**config.model), loss_fn, batch_fn, sample)
+    return Task(UNet3D(**config.model), loss_fn, batch_fn, sample_fn, diffusion, video_shape)
 
 
-TASKS: dict[str, Callable[[TrainConfig], Task]] = {"video_diffusion": video_diffusion_task}
+TASKS: dict[str, Callable[[TrainConfig], Task]] = {
+    "video_diffusion": video_diffusion_task,
+    "t2v": lambda config: importlib.import_module("tinyvdm.pipelines.t2v").t2v_task(config),
+}
 
 
 def _unet(**overrides) -> dict:
@@ -583,4 +601,14 @@ PRESETS: dict[str, TrainConfig] = {
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None},
         batch_size=16, steps=3000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
+    # text-to-video with caption dropout, in seconds: for tests (the course's model is issue 5's)
+    "t2v-tiny": TrainConfig(
+        preset="t2v-tiny", task="t2v",
+        model={**{k: v for k, v in _unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8).items() if k != "cond_dim"},
+               "text_dim": 16, "text_depth": 1, "max_len": 16},
+        data=_moving_mnist(frames=4, size=16, digit_size=10),
+        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None,
+                   "p_uncond": 0.1},
+        batch_size=4, steps=20, lr=1e-3, min_lr=1e-4, warmup=5, ema_decay=0.99, out_dir="runs/t2v-tiny",
+        ckpt_every=10, log_every=5),
 }

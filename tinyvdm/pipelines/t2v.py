@@ -1,0 +1,101 @@
+"""Text-to-video with classifier-free guidance on captioned Moving MNIST.
+
+The denoiser reads the caption through a small text encoder trained jointly with the 3D U-Net,
+ε_θ(x_t, t, E(c)). Training replaces the caption by the empty prompt ∅ with probability p_uncond
+(Ho & Salimans 2021), so one network learns both ε_θ(x_t, t, c) and ε_θ(x_t, t, ∅); sampling uses
+
+    ε̃ = ε_θ(x_t, t, ∅) + w (ε_θ(x_t, t, c) − ε_θ(x_t, t, ∅)).
+
+    t2v = TextToVideo.load()                                     # the shipped checkpoint
+    videos = t2v(["the digit 7 moves up and to the left"], guidance=3.0, sampler="dpmpp", steps=20)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import MovingMNIST
+from ..models import UNet3D
+from ..models.text import TextEncoder, Tokenizer
+from .sampling import sample
+
+CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "t2v.pt"
+
+
+class TextToVideoNet(nn.Module):
+    """ε_θ(x_t, t, ids): token ids (B, L) -> text encoder -> the U-Net's cross-attention and pooled embedding."""
+
+    def __init__(self, text_dim: int = 64, text_depth: int = 2, max_len: int = 16, **unet):
+        super().__init__()
+        self.tokenizer = Tokenizer(max_len=max_len)
+        self.encoder = TextEncoder(len(self.tokenizer), text_dim, text_depth, max_len=max_len, pad_id=self.tokenizer.pad)
+        self.unet = UNet3D(cond_dim=text_dim, **unet)
+        self.register_buffer("null_ids", self.tokenizer("")[0], persistent=False)  # ∅: the empty prompt
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        ids = self.null_ids.expand(x_t.shape[0], -1) if cond is None else cond
+        return self.unet(x_t, t, cond=self.encoder(ids))
+
+
+class TextToVideo:
+    """A trained text-to-video model with its diffusion chain: prompts in, videos (B, 1, T, H, W) out."""
+
+    def __init__(self, net: TextToVideoNet, diffusion, video_shape: tuple[int, ...]):
+        self.net, self.diffusion, self.video_shape = net.eval(), diffusion, tuple(video_shape)
+
+    @classmethod
+    def load(cls, path: str | Path = CHECKPOINT, device: str = "cpu") -> "TextToVideo":
+        from ..train import load_checkpoint
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no text-to-video checkpoint at {path}; train one with "
+                                    "`python -m tinyvdm train --preset t2v` (see data/checkpoints/t2v.json)")
+        net, config, task = load_checkpoint(path, device=device)
+        return cls(net, task.diffusion, task.video_shape)
+
+    def __call__(self, prompts: str | list[str], guidance: float = 3.0, sampler: str = "dpmpp", steps: int = 20,
+                 seed: int = 0, generator: torch.Generator | None = None, progress: bool = False,
+                 return_nfe: bool = False):
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("expected at least one prompt")
+        device = self.net.null_ids.device
+        ids = self.net.tokenizer(prompts).to(device)
+        generator = generator or torch.Generator(device).manual_seed(seed)
+        videos, nfe = sample(self.diffusion, self.net, (len(prompts), *self.video_shape), sampler, steps, cond=ids,
+                             guidance=guidance, null_cond=self.net.null_ids, generator=generator, device=device,
+                             progress=progress)
+        videos = videos.clamp(-1, 1)
+        return (videos, nfe) if return_nfe else videos
+
+
+def t2v_task(config):
+    """The trainer's task: (videos, caption ids) batches, the ε-loss with caption dropout, prompt-driven sampling."""
+    from ..diffusion import drop_condition
+    from ..train import Task, make_diffusion, step_generator
+
+    diffusion = make_diffusion(config)
+    p_uncond = config.diffusion.get("p_uncond", 0.1)
+    data = MovingMNIST(**config.data)
+    net = TextToVideoNet(**config.model)
+    video_shape = (config.model.get("in_channels", 1), data.config.frames, data.config.size, data.config.size)
+
+    def batch_fn(step: int):
+        idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
+        videos, captions, _ = data.batch(idx.tolist())
+        return videos, net.tokenizer(captions, warn=False)
+
+    def loss_fn(model, batch, generator):
+        x0, ids = batch
+        ids = drop_condition(ids, model.null_ids, p_uncond, generator)
+        return diffusion.training_loss(model, x0, cond=ids, generator=generator)
+
+    def sample_fn(model, n, sampler="dpmpp", steps=20, eta=0.0, generator=None, progress=True, prompts=None,
+                  guidance=3.0):
+        if prompts is None:
+            _, prompts, _ = MovingMNIST(n, split="test", seed=config.seed).batch(range(n))
+        return TextToVideo(model, diffusion, video_shape)(prompts, guidance, sampler, steps, generator=generator,
+                                                          progress=progress)
+
+    return Task(net, loss_fn, batch_fn, sample_fn, diffusion, video_shape)
