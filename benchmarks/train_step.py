@@ -7,6 +7,7 @@ One step = forward, MSE against a target, backward, AdamW. Each model runs in it
 process (so peak memory is its own), and the workers take turns, one step each per round, so a
 machine shared with other jobs slows them alike. A fp32 and a bf16 matmul take their turns too:
 they are the yardstick for "achieved GFLOP/s" (FLOPs counted by torch.utils.flop_counter).
+Peak memory is the worker's peak resident set, and (+model) the part of it above a bare torch.
 
 Peers (random init, no weights), skipped when not installed:
   lucidrains  video-diffusion-pytorch Unet3D(dim=32, dim_mults=(1, 2, 4))
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
 def _report(args, shape, names, live, info, times) -> dict:
     matmul = {dtype: statistics.median(t[dtype] for t in times["matmul"]) for dtype in ("fp32", "bf16")}
     matmul_gflops = {dtype: 2 * MATMUL_N ** 3 / s / 1e9 for dtype, s in matmul.items()}
-    print(f"matmul {MATMUL_N}x{MATMUL_N}: fp32 {matmul_gflops['fp32']:.0f} GFLOP/s, "
-          f"bf16 {matmul_gflops['bf16']:.0f} GFLOP/s (median over the rounds)\n")
+    print(f"matmul {MATMUL_N}x{MATMUL_N}: fp32 {matmul_gflops['fp32']:.1f} GFLOP/s, "
+          f"bf16 {matmul_gflops['bf16']:.1f} GFLOP/s (median over the rounds)\n")
     rows = {}
     header = (f"{'model':14s} {'params':>8s} {'s/step':>8s} {'(min)':>7s} {'samples/s':>10s} {'GFLOP/step':>11s} "
               f"{'GFLOP/s':>8s} {'% matmul':>9s} {'peak RSS':>9s} {'(+model)':>9s}")
@@ -155,11 +156,14 @@ def _worker(conn, name: str, shape: tuple[int, ...], threads: int) -> None:
     warnings.filterwarnings("ignore")
     try:
         base_rss = _rss_mb()
-        step, model = _matmul_step() if name == "matmul" else _train_step(name, shape)
-        flops = _count_flops(step) if model is not None else 0
-        step()
-        conn.send(dict(params=sum(p.numel() for p in model.parameters()) if model is not None else 0,
-                       flops=flops, base_rss_mb=base_rss))
+        if name == "matmul":
+            step, params, flops = _matmul_step(), 0, 0
+            step()  # warm-up
+        else:
+            step, model = _train_step(name, shape)
+            params = sum(p.numel() for p in model.parameters())
+            flops = _count_flops(step)  # the counted step doubles as the warm-up
+        conn.send(dict(params=params, flops=flops, base_rss_mb=base_rss))
     except Exception as error:  # report and leave the run to the other workers
         conn.send(dict(error=f"{type(error).__name__}: {error}"))
         return
@@ -202,16 +206,15 @@ def _train_step(name: str, shape: tuple[int, ...]):
         optimizer.step()
         return time.perf_counter() - start
 
-    step.forward_backward = lambda: F.mse_loss(forward().float(), x0).backward()
-    step.bf16 = bf16
     return step, model
 
 
 def _count_flops(step) -> int:
+    """FLOPs of one training step (matmuls, convolutions, attention; forward and backward)."""
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=step.bf16):
-        step.forward_backward()
+    with counter:
+        step()
     return counter.get_total_flops()
 
 
@@ -229,7 +232,7 @@ def _matmul_step():
     def step() -> dict:
         return {"fp32": timed(a[torch.float32], 10), "bf16": timed(a[torch.bfloat16], 2)}
 
-    return step, None
+    return step
 
 
 def _stand_in_torchvision() -> None:
