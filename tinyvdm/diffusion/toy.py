@@ -276,8 +276,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([angles.cos(), angles.sin()], -1)
 
 
-def train_toy(model: ToyMLP, diffusion, data: GaussianMixture, steps: int = 2000, batch_size: int = 512,
-              lr: float = 2e-3, p_uncond: float = 0.1, generator: torch.Generator | None = None,
+def train_toy(model: ToyMLP, diffusion, data: GaussianMixture, steps: int = 3000, batch_size: int = 512,
+              lr: float = 3e-3, p_uncond: float = 0.1, generator: torch.Generator | None = None,
               progress: bool = False) -> list[float]:
     """Fit `model` to fresh draws of `data` with `diffusion.training_loss` (Adam, cosine-decayed learning rate).
 
