@@ -10,6 +10,9 @@ Three readers, each answering one question about a video batch (B, 1, T, H, W) i
 - `VideoEncoder`, a 3-D CNN trained to tell the digit and the direction of a whole clip; its
   penultimate features are the FVD features, as the frame reader's are the FID features.
 
+The shipped weights (data/checkpoints/evaluator.pt) were trained by `python -m tinyvdm.metrics.evaluator`
+through the course's trainer; their card (evaluator.json) gives the command, wall time and test scores.
+
 Why this is not the FVD of papers: real FVD (Unterthiner et al., 2018) embeds videos with I3D,
 a network trained on Kinetics-400 human actions, and its numbers are comparable between papers
 only because everyone uses those exact weights. They are not shipped here, and natural-video
@@ -135,6 +138,7 @@ class Evaluator(nn.Module):
         return ev.to(device).eval()
 
     def save(self, path: str | Path) -> Path:
+        """Config and weights as plain tensors, so `load` needs no unpickling (`weights_only=True`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
@@ -142,7 +146,7 @@ class Evaluator(nn.Module):
         return path
 
     @torch.no_grad()
-    def read(self, videos: torch.Tensor, chunk: int = 256) -> dict[str, torch.Tensor]:
+    def read(self, videos: torch.Tensor, chunk: int = 16) -> dict[str, torch.Tensor]:
         """What the evaluator sees in each video of a batch (B, 1, T, H, W).
 
         digit_probs (B, 10): the frame reader's class probabilities averaged over frames; digit (B,);
@@ -179,14 +183,14 @@ class Evaluator(nn.Module):
         return frechet_distance(self.video_features(videos_a), self.video_features(videos_b), "FVD", "videos")
 
     @torch.no_grad()
-    def frame_features(self, videos: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    def frame_features(self, videos: torch.Tensor, chunk: int = 16) -> torch.Tensor:
         """Frame reader features (B*T, F) of every frame of a batch (B, 1, T, H, W)."""
         x = self._prepare(videos)
         return torch.cat([self.frame(rearrange(part, "b c t h w -> (b t) c h w"))[0].float().cpu()
                           for part in x.split(chunk)])
 
     @torch.no_grad()
-    def video_features(self, videos: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    def video_features(self, videos: torch.Tensor, chunk: int = 16) -> torch.Tensor:
         """Video encoder features (B, F) of a batch (B, 1, T, H, W)."""
         x = self._prepare(videos)
         return torch.cat([self.video(part)[0].float().cpu() for part in x.split(chunk)])
@@ -411,6 +415,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     config = train_config(steps=args.steps, warmup=min(train_config().warmup, args.steps // 10), out_dir=args.out_dir)
     result = train(config, fresh=args.fresh)
+    load = [round(x, 1) for x in os.getloadavg()]  # the CPU is shared: how busy it was, for the wall time
     ev = result.ema.eval()
     path = ev.save(args.checkpoint)
     torch.set_num_threads(config.threads)
@@ -423,10 +428,17 @@ def main(argv: list[str] | None = None) -> Path:
         "config": asdict(config), "steps": result.log[-1]["step"], "train_wall_s": round(result.log[-1]["wall_s"], 1),
         "measure_wall_s": round(time.perf_counter() - began, 1),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": config.threads,
-                    "torch": torch.__version__, "python": platform.python_version()},
+                    "load_average_1_5_15_min": load, "torch": torch.__version__, "python": platform.python_version()},
         "parameters": {"frame": sum(p.numel() for p in ev.frame.parameters()),
                        "video": sum(p.numel() for p in ev.video.parameters())},
-        "checkpoint_bytes": path.stat().st_size, **numbers}
+        "checkpoint_bytes": path.stat().st_size, **numbers,
+        "notes": [f"direction_acc compares with the data's labels; a digit that starts on a wall moving into it "
+                  f"renders the same video as one moving away, so a reader can at best expect n_visible / n = "
+                  f"{numbers['test']['n_visible'] / numbers['test']['n']:.4f} against them; direction_acc_visible "
+                  "compares with the direction visible in the true positions.",
+                  "FVD / FID: Fréchet distances on this evaluator's features (video encoder / frame reader), not "
+                  "I3D / Inception: comparable only with other numbers of this checkpoint at the same n; real vs "
+                  "real is above 0 by the finite-sample bias."]}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(numbers, indent=2))
     return path
