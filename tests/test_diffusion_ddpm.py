@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
-from tinyvdm.diffusion.toy import ring_mixture
+from tinyvdm.diffusion.toy import Empirical, ring_mixture
 
 PREDICTIONS = ["eps", "x0", "v"]
 
@@ -150,6 +150,25 @@ def test_exact_models_agree_in_every_parametrisation():
     torch.testing.assert_close(samples[2], samples[0], atol=1e-3, rtol=0)
 
 
+def test_clip_x0_bounds_the_guess_and_leaves_data_in_range_alone():
+    """Where ᾱ_t ≈ 0, x̂0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t turns a 1 % error of ε̂ into a huge x̂0; clipping bounds it.
+    The exact denoiser of data in [−1, 1] returns a convex combination of them, which clipping does not touch."""
+    betas = cosine_beta_schedule(1000)
+    plain, clipped = GaussianDiffusion(betas), GaussianDiffusion(betas, clip_x0=1.0)
+    off = lambda x_t, t, cond=None: 1.01 * x_t  # ε̂ 1 % too large
+    x_t, t = torch.randn(64, 2, generator=torch.Generator().manual_seed(8)), torch.full((64,), 999)
+    assert plain.denoise(off, x_t, t)[0].abs().max() > 10
+    x0, eps = clipped.denoise(off, x_t, t)
+    assert x0.abs().max() <= 1
+    torch.testing.assert_close(clipped.q_sample(x0, t, eps), x_t, msg="ε̂ must stay consistent with the clipped x̂0")
+    assert clipped.ddim_sample(off, (64, 2), 20, generator=torch.Generator().manual_seed(9)).abs().max() <= 1
+    frames = torch.rand(32, 1, 4, 4, generator=torch.Generator().manual_seed(10)) * 2 - 1
+    exact_plain, exact_clipped = Empirical(frames).denoiser(plain), Empirical(frames).denoiser(clipped)
+    a = plain.ddim_sample(exact_plain, (8, 1, 4, 4), 20, generator=torch.Generator().manual_seed(11))
+    b = clipped.ddim_sample(exact_clipped, (8, 1, 4, 4), 20, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(a, b)
+
+
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 def test_bad_construction_is_rejected():
@@ -160,6 +179,8 @@ def test_bad_construction_is_rejected():
         GaussianDiffusion(torch.cat([betas, torch.ones(1, dtype=torch.float64)]))
     with pytest.raises(ValueError, match="min_snr_gamma"):
         GaussianDiffusion(betas, min_snr_gamma=0)
+    with pytest.raises(ValueError, match="clip_x0"):
+        GaussianDiffusion(betas, clip_x0=-1.0)
 
 
 def test_steps_out_of_range_or_not_integers_are_rejected():

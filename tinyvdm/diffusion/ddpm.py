@@ -31,7 +31,8 @@ VARIANCES = ("small", "large")
 class GaussianDiffusion:
     """The DDPM chain for a schedule β_0 … β_{N−1}, a model parametrisation, and an optional min-SNR-γ loss weight."""
 
-    def __init__(self, betas: torch.Tensor, prediction: str = "eps", min_snr_gamma: float | None = None):
+    def __init__(self, betas: torch.Tensor, prediction: str = "eps", min_snr_gamma: float | None = None,
+                 clip_x0: float | None = None):
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or len(betas) < 1 or betas.min() <= 0 or betas.max() >= 1:
             raise ValueError(f"expected betas as a 1-D tensor with values in (0, 1), got shape {tuple(betas.shape)} "
@@ -40,7 +41,9 @@ class GaussianDiffusion:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma must be positive (or None for no weighting), got {min_snr_gamma}")
-        self.prediction, self.min_snr_gamma = prediction, min_snr_gamma
+        if clip_x0 is not None and clip_x0 <= 0:
+            raise ValueError(f"clip_x0 must be positive (or None for no clipping), got {clip_x0}")
+        self.prediction, self.min_snr_gamma, self.clip_x0 = prediction, min_snr_gamma, clip_x0
         self.num_steps = len(betas)
         self.betas = betas
         self.alpha_bar = alpha_bar(betas)
@@ -57,7 +60,8 @@ class GaussianDiffusion:
         self.loss_weight = self._min_snr_weight() if min_snr_gamma is not None else torch.ones_like(betas)
 
     def __repr__(self) -> str:
-        return f"GaussianDiffusion(num_steps={self.num_steps}, prediction={self.prediction!r}, min_snr_gamma={self.min_snr_gamma})"
+        return (f"GaussianDiffusion(num_steps={self.num_steps}, prediction={self.prediction!r}, "
+                f"min_snr_gamma={self.min_snr_gamma}, clip_x0={self.clip_x0})")
 
     # --- the forward chain q ---------------------------------------------------------------------------------
 
@@ -105,9 +109,20 @@ class GaussianDiffusion:
             return (x_t - a * output) / s
         return s * x_t + a * output
 
-    def predict_score(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """∇ log q(x_t) ≈ −ε̂ / √(1 − ᾱ_t)   (the denoising score-matching identity)."""
-        return -self.predict_eps(output, x_t, t) / self._at(self.sqrt_one_minus_alpha_bar, t, x_t)
+    def denoise(self, model, x_t: torch.Tensor, t: torch.Tensor, cond=None):
+        """(x̂_0, ε̂) from one model call: what every sampler uses.
+
+        With `clip_x0` = c, x̂_0 is clamped to [−c, c] and ε̂ = (x_t − √ᾱ_t x̂_0) / √(1 − ᾱ_t) follows it, as in DDPM's
+        code: where ᾱ_t ≈ 0 (the end of the cosine schedule), x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t multiplies any error
+        of an ε-model by 1/√ᾱ_t, and data known to lie in [−c, c] bound it.
+        """
+        output = checked_call(model, x_t, t, cond)
+        x0 = self.predict_x0(output, x_t, t)
+        if self.clip_x0 is None:
+            return x0, self.predict_eps(output, x_t, t)
+        x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        eps = (x_t - self._at(self.sqrt_alpha_bar, t, x_t) * x0) / self._at(self.sqrt_one_minus_alpha_bar, t, x_t)
+        return x0, eps
 
     # --- the reverse chain p_θ -----------------------------------------------------------------------------
 
@@ -118,7 +133,7 @@ class GaussianDiffusion:
         """
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-        x0 = self.predict_x0(checked_call(model, x_t, t, cond), x_t, t)
+        x0, _ = self.denoise(model, x_t, t, cond)
         mean, var, log_var = self.q_posterior(x0, x_t, t)
         if variance == "large":
             var, log_var = self._at(self.betas, t, x_t), self._at(self.betas.log(), t, x_t)
@@ -156,7 +171,7 @@ class GaussianDiffusion:
         grid = self._ddim_grid(steps)
         x = randn(shape, generator, device) if x_T is None else x_T
         for t, t_prev in tqdm(list(zip(grid[:-1], grid[1:])), desc="ddim", disable=not progress):
-            x0, eps = self._x0_eps(model, x, self._steps(t, x), cond)
+            x0, eps = self.denoise(model, x, self._steps(t, x), cond)
             a_t, a_prev = self._alpha_bar_at(t), self._alpha_bar_at(t_prev)
             sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
             x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).sqrt() * eps
@@ -182,7 +197,7 @@ class GaussianDiffusion:
             a_t, a_prev = self._alpha_bar_at(t), self._alpha_bar_at(t_prev)
             x_next, step = x, self._steps(t, x)
             for _ in range(fixed_point_iters + 1):
-                eps = self.predict_eps(checked_call(model, x_next, step, cond), x_next, step)
+                _, eps = self.denoise(model, x_next, step, cond)
                 x_next = (a_t / a_prev).sqrt() * (x - (1 - a_prev).sqrt() * eps) + (1 - a_t).sqrt() * eps
             x = x_next
         return x
@@ -213,10 +228,11 @@ class GaussianDiffusion:
         return VPSDE.from_betas(self.betas)
 
     def score_fn(self, model, cond=None):
-        """score_fn(x, t) = −ε̂(x, step) / √(1 − ᾱ_step) at step = tN − 1, for the samplers in `samplers.py`."""
+        """score_fn(x, t) = −ε̂(x, step) / √(1 − ᾱ_step) at step = tN − 1, for the samplers in `samplers.py`
+        (the denoising score-matching identity ∇ log q(x_t) = −E[ε | x_t] / √(1 − ᾱ_t))."""
         def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             step = time_to_step(t, self.num_steps).to(x.device)
-            return self.predict_score(checked_call(model, x, step, cond), x, step)
+            return -self.denoise(model, x, step, cond)[1] / self._at(self.sqrt_one_minus_alpha_bar, step, x)
         return score
 
     # --- helpers ---------------------------------------------------------------------------------------------------
@@ -233,10 +249,6 @@ class GaussianDiffusion:
 
     def _steps(self, step, x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0],), int(step), dtype=torch.long, device=x.device)
-
-    def _x0_eps(self, model, x_t, t, cond):
-        output = checked_call(model, x_t, t, cond)
-        return self.predict_x0(output, x_t, t), self.predict_eps(output, x_t, t)
 
     def _ddim_grid(self, steps: int) -> torch.Tensor:
         """N − 1 = τ_0 > … > τ_{S−1} = 0, the quadratic grid of `DiscreteVPSDE.timesteps`, then −1 for the data."""
