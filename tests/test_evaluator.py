@@ -156,7 +156,8 @@ def test_fid_sanity(ev, test_set, second_test_set):
 
 def test_bad_inputs_give_clear_errors(ev, test_set):
     videos = test_set[0]
-    with pytest.raises(ValueError, match=re.escape("expected a video batch (B, 1, T, H, W) in [-1, 1], got (8, 32, 32)")):
+    expected = "expected a video batch (B, 1, T, H, W) in [-1, 1], got (8, 32, 32)"
+    with pytest.raises(ValueError, match=re.escape(expected)):
         ev.read(videos[:8, 0, 0])
     with pytest.raises(ValueError, match="got \\(2, 3, 8, 32, 32\\)"):
         ev.read(videos[:2].expand(2, 3, 8, 32, 32))

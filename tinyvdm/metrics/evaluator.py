@@ -10,7 +10,7 @@ Three readers, each answering one question about a video batch (B, 1, T, H, W) i
 - `VideoEncoder`, a 3-D CNN trained to tell the digit and the direction of a whole clip; its
   penultimate features are the FVD features, as the frame reader's are the FID features.
 
-The shipped weights (data/checkpoints/evaluator.pt) were trained by `python -m tinyvdm.metrics.evaluator`
+The shipped weights (data/checkpoints/evaluator.pt) were trained by `python -m tinyvdm.metrics`
 through the course's trainer; their card (evaluator.json) gives the command, wall time and test scores.
 
 Why this is not the FVD of papers: real FVD (Unterthiner et al., 2018) embeds videos with I3D,
@@ -131,7 +131,7 @@ class Evaluator(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no evaluator checkpoint at {path}; train one with "
-                                    "`python -m tinyvdm.metrics.evaluator`")
+                                    "`python -m tinyvdm.metrics`")
         state = torch.load(path, map_location="cpu", weights_only=True)
         ev = cls(**state["config"])
         ev.load_state_dict(state["weights"])
@@ -329,9 +329,10 @@ def random_warp(videos: torch.Tensor, positions: torch.Tensor, generator: torch.
     """
     B, _, T, H, W = videos.shape
     device = videos.device
-    u = (torch.rand(B, 5, generator=generator) * 2 - 1).to(device)
+    u = (torch.rand(B, 5, generator=generator, device=generator.device) * 2 - 1).to(device)
     angle = u[:, 0] * math.radians(degrees)
-    rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()], -1), torch.stack([angle.sin(), angle.cos()], -1)], -2)
+    cos, sin = angle.cos(), angle.sin()
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
     inverse = torch.linalg.inv(rotation @ (torch.eye(2, device=device) + strain * u[:, 1:].view(B, 2, 2)))  # (B, 2, 2)
     q = torch.stack(torch.meshgrid(torch.arange(H, device=device), torch.arange(W, device=device), indexing="ij"),
                     -1).float()  # (H, W, 2) pixel (y, x)
@@ -346,7 +347,8 @@ def random_warp(videos: torch.Tensor, positions: torch.Tensor, generator: torch.
 def shuffle_frames(videos: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each video's frames in a random order: every frame stays real, the motion does not."""
     B, _, T = videos.shape[:3]
-    order = torch.rand(B, T, generator=generator).argsort(1).to(videos.device)  # (B, T) a permutation per video
+    order = torch.rand(B, T, generator=generator, device=generator.device).argsort(1)  # (B, T) a permutation per video
+    order = order.to(videos.device)
     return videos[torch.arange(B, device=videos.device)[:, None], :, order].transpose(1, 2)
 
 
@@ -400,14 +402,14 @@ def measure(ev: Evaluator, n_test: int = 2000, n_sanity: int = 500, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    """`python -m tinyvdm.metrics.evaluator [--steps N] [--fresh]`: train, save the checkpoint, measure, write its card."""
+    """`python -m tinyvdm.metrics [--steps N] [--fresh]`: train, save the checkpoint, measure, write its card."""
     import argparse
     import os
     from dataclasses import asdict
 
     from ..train import train
 
-    parser = argparse.ArgumentParser(prog="python -m tinyvdm.metrics.evaluator", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tinyvdm.metrics", description=main.__doc__)
     parser.add_argument("--steps", type=int, default=train_config().steps)
     parser.add_argument("--out_dir", default=train_config().out_dir, help="the trainer's run folder (resumable)")
     parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="where the evaluator's weights go")
@@ -415,7 +417,6 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     config = train_config(steps=args.steps, warmup=min(train_config().warmup, args.steps // 10), out_dir=args.out_dir)
     result = train(config, fresh=args.fresh)
-    load = [round(x, 1) for x in os.getloadavg()]  # the CPU is shared: how busy it was, for the wall time
     ev = result.ema.eval()
     path = ev.save(args.checkpoint)
     torch.set_num_threads(config.threads)
@@ -424,11 +425,11 @@ def main(argv: list[str] | None = None) -> Path:
     card = {
         "what": "Moving MNIST evaluator (tinyvdm.metrics.evaluator): frame digit classifier and centre reader, "
                 "3-D CNN video encoder; trained on split='train' digits only, measured on split='test'",
-        "command": "python -m tinyvdm.metrics.evaluator" + " ".join([""] + (argv if argv is not None else sys.argv[1:])),
+        "command": "python -m tinyvdm.metrics" + " ".join([""] + (argv if argv is not None else sys.argv[1:])),
         "config": asdict(config), "steps": result.log[-1]["step"], "train_wall_s": round(result.log[-1]["wall_s"], 1),
         "measure_wall_s": round(time.perf_counter() - began, 1),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": config.threads,
-                    "load_average_1_5_15_min": load, "torch": torch.__version__, "python": platform.python_version()},
+                    "torch": torch.__version__, "python": platform.python_version()},
         "parameters": {"frame": sum(p.numel() for p in ev.frame.parameters()),
                        "video": sum(p.numel() for p in ev.video.parameters())},
         "checkpoint_bytes": path.stat().st_size, **numbers,
@@ -450,7 +451,3 @@ def _cpu_name() -> str:
     except OSError:
         return platform.processor() or platform.machine()
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
-
-
-if __name__ == "__main__":
-    main()
