@@ -127,3 +127,14 @@ def test_full_idx_files_are_used_when_present(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + (7).to_bytes(4, "big") + labels[:7].astype(np.uint8).tobytes())
     got, got_labels = load_digits("test", root=tmp_path)
     assert np.array_equal(got, images[:7]) and np.array_equal(got_labels, labels[:7])
+
+
+def test_direction_label_is_the_motion_the_video_shows():
+    """A digit that starts on a wall moving into it looks like one moving away; the label must say so."""
+    ds = MovingMNIST(4000, seed=11)
+    lab = ds.sample_labels(range(4000))
+    first = lab["positions"][:, 1, 0] - lab["positions"][:, 0, 0]  # (B, 2) displacement from frame 0 to 1
+    step = torch.tensor(STEPS)[lab["direction"][:, 0]]  # (B, 2) the label's (dy, dx)
+    moving = first != 0
+    assert moving.float().mean() > 0.5
+    assert (torch.sign(first[moving]) == step[moving].float()).all()

@@ -23,6 +23,9 @@ from .mnist import load_digits
 DIRECTIONS = ("right", "up and to the right", "up", "up and to the left",
               "left", "down and to the left", "down", "down and to the right")
 STEPS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+DIRECTION_OF_STEP = np.full(9, -1)  # (dy + 1) * 3 + (dx + 1) -> index into DIRECTIONS; -1: no motion
+for _k, (_dy, _dx) in enumerate(STEPS):
+    DIRECTION_OF_STEP[(_dy + 1) * 3 + _dx + 1] = _k
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # Caption templates: {d} the digit (numeral or word), {dir} the direction, {a} "a" or "an".
@@ -129,7 +132,12 @@ class MovingMNIST(torch.utils.data.Dataset):
         room = c.size - c.digit_size
         start = np.stack([np.stack([np.floor(u(30 + 2 * k + a) * (room + 1)) for a in (0, 1)], -1)
                           for k in range(n)], 1)  # (B, n, 2) top-left corner
-        velocity = np.asarray(STEPS, dtype=np.float64)[direction] * c.speed  # (B, n, 2)
+        step = np.asarray(STEPS)[direction]  # (B, n, 2) as (dy, dx)
+        if c.bounce and room > 0:
+            # starting against a wall and moving into it makes the same video as moving away: label what is seen
+            step = np.where(((start == 0) & (step < 0)) | ((start == room) & (step > 0)), -step, step)
+            direction = DIRECTION_OF_STEP[(step[..., 0] + 1) * 3 + step[..., 1] + 1]
+        velocity = step * float(c.speed)
         t = np.arange(c.frames, dtype=np.float64)[None, :, None, None]
         corner = start[:, None] + velocity[:, None] * t  # (B, T, n, 2)
         if c.bounce and room > 0:
