@@ -128,8 +128,9 @@ def _report(args, shape, names, live, info, times) -> dict:
         print()
         for peer in peers:
             ratio = ours["samples_per_s"] / rows[peer]["samples_per_s"]
-            verdict[f"speedup_vs_{peer}"] = ratio
-            print(f"tinyvdm vs {peer:10s}: {ratio:5.1f}x samples/s, "
+            best = rows[peer]["min_s_per_step"] / ours["min_s_per_step"]
+            verdict[f"speedup_vs_{peer}"], verdict[f"best_step_speedup_vs_{peer}"] = ratio, best
+            print(f"tinyvdm vs {peer:10s}: {ratio:5.1f}x samples/s ({best:.1f}x best step to best step), "
                   f"{ours['params'] / rows[peer]['params']:.2f}x params, "
                   f"{ours['gflop_per_step'] / rows[peer]['gflop_per_step']:.2f}x FLOPs per step")
         if peers:
