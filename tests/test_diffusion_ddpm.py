@@ -8,15 +8,6 @@ from tinyvdm.diffusion.toy import Empirical, ring_mixture
 PREDICTIONS = ["eps", "x0", "v"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Thousands of tiny tensor ops: a second thread only adds waiting when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def oracle(diffusion, x0, prediction):
     """A model that knows the clean x0, so it returns the exact ε, x0 or v for any x_t (written from the definitions)."""
     def model(x_t, t, cond=None):

@@ -17,15 +17,6 @@ N = 4096
 TOLERANCE = {"means": 0.07, "covs": 0.12}  # ~1.5x the 99th percentile for N exact draws, x √(N / n) for n draws
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Thousands of tiny tensor ops: a second thread only adds waiting when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def two_gaussians(diffusion):
     """The exact conditional denoiser: class CLASS is N(μ_c, Σ), the null condition NULL is N(μ_∅, Σ)."""
     with_class = GaussianMixture([1.0], [MU_CLASS], [SIGMA]).denoiser(diffusion)

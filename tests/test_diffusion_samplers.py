@@ -50,15 +50,6 @@ SAMPLERS = {  # name: (run(shape, steps, generator=...), steps, sample count)
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Thousands of tiny tensor ops: a second thread only adds waiting when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def failures(x, n):
     errors = MIXTURE.moment_errors(x)
     return {k: round(v, 4) for k, v in errors.items() if v > TOLERANCES[n][k]}

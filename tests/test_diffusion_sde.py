@@ -11,15 +11,6 @@ from tinyvdm.diffusion.toy import ring_mixture
 SDES = {"VP": VPSDE(), "sub-VP": SubVPSDE(), "VE": VESDE(sigma_min=0.01, sigma_max=10.0)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Thousands of tiny tensor ops: a second thread only adds waiting when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", SDES)
 def test_simulated_forward_sde_matches_marginal_prob(name):
     """Euler–Maruyama on dx = f dt + g dw from a point x_0 gives the mean and std that marginal_prob states."""

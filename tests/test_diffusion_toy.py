@@ -10,15 +10,6 @@ from tinyvdm.diffusion.toy import Empirical, ToyMLP, ring_mixture, train_toy
 NOISE_LEVELS = [(1.0, 0.05), (0.8, 0.6), (0.05, 1.0)]  # (α, σ): almost clean, half way, almost pure noise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Thousands of tiny tensor ops: a second thread only adds waiting when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def autograd_score(log_density, x):
     x = x.clone().requires_grad_(True)
     return torch.autograd.grad(log_density(x).sum(), x)[0]

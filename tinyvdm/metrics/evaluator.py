@@ -38,7 +38,7 @@ from torch import nn
 
 from ..data import DIRECTIONS, MovingMNIST, make_config
 from ..data.mnist import DATA_DIR
-from ..data.moving_mnist import DIRECTION_OF_STEP, STEPS
+from ..data.moving_mnist import DIRECTION_OF_STEP
 from .frechet import FrechetScore, frechet_distance
 
 CHECKPOINT = DATA_DIR / "checkpoints" / "evaluator.pt"
