@@ -12,15 +12,6 @@ from tinyvdm.models.unet3d import timestep_embedding
 SMALL = dict(dim=8, dim_mults=(1, 2), heads=2, head_dim=8, groups=4)  # a fast net with every kind of layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: one thread is faster than two, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_net(**overrides) -> UNet3D:
     torch.manual_seed(0)
     return UNet3D(**{**SMALL, **overrides})
