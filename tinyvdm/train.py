@@ -549,6 +549,12 @@ def make_diffusion(config: TrainConfig) -> GaussianDiffusion:
     return GaussianDiffusion(schedules[schedule](num_steps), prediction=prediction, min_snr_gamma=gamma)
 
 
+def random_videos(data: MovingMNIST, config: TrainConfig, step: int):
+    """`data.batch` of `config.batch_size` random indices, a pure function of (config.seed, step)."""
+    idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
+    return data.batch(idx.tolist())
+
+
 def video_diffusion_task(config: TrainConfig) -> Task:
     """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss."""
     diffusion = make_diffusion(config)
@@ -556,8 +562,7 @@ def video_diffusion_task(config: TrainConfig) -> Task:
     video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
 
     def batch_fn(step: int) -> torch.Tensor:
-        idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
-        return data.batch(idx.tolist())[0]  # (B, 1, T, H, W)
+        return random_videos(data, config, step)[0]  # (B, 1, T, H, W)
 
     def loss_fn(model, x0, generator):
         return diffusion.training_loss(model, x0, generator=generator)

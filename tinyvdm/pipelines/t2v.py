@@ -73,7 +73,7 @@ class TextToVideo:
 def t2v_task(config):
     """The trainer's task: (videos, caption ids) batches, the ε-loss with caption dropout, prompt-driven sampling."""
     from ..diffusion import drop_condition
-    from ..train import Task, make_diffusion, step_generator
+    from ..train import Task, make_diffusion, random_videos
 
     diffusion = make_diffusion(config)
     p_uncond = config.diffusion.get("p_uncond", 0.1)
@@ -82,8 +82,7 @@ def t2v_task(config):
     video_shape = (config.model.get("in_channels", 1), data.config.frames, data.config.size, data.config.size)
 
     def batch_fn(step: int):
-        idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
-        videos, captions, _ = data.batch(idx.tolist())
+        videos, captions, _ = random_videos(data, config, step)
         return videos, net.tokenizer(captions, warn=False)
 
     def loss_fn(model, batch, generator):
