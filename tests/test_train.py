@@ -16,8 +16,8 @@ from torch import nn
 
 from PIL import Image
 
-from tinyvdm.train import (CheckpointError, ConfigError, Task, TrainConfig, ema_update, get_preset, learning_rate,
-                           load_checkpoint, parse_train_args, read_checkpoint, read_log, sample_cli, step_generator,
+from tinyvdm.train import (CheckpointError, ConfigError, Task, TrainConfig, ema_update, export_checkpoint, get_preset,
+                           learning_rate, load_checkpoint, parse_train_args, read_checkpoint, read_log, sample_cli, step_generator,
                            train, train_cli)
 
 A = torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 1.0, 3.0, 0.0], [1.0, 0.0, -2.0, 1.0], [0.0, 0.5, 0.0, -1.0]])
@@ -120,6 +120,38 @@ def test_checkpoint_loads_without_pickle_and_rebuilds_the_ema_model(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), result.ema.parameters()))
 
 
+def test_snapshots_and_exports_hold_the_ema_weights_but_cannot_resume_a_run(tmp_path):
+    result = train(toy_config(tmp_path, steps=20, snapshot_every=5))
+    snaps = sorted((Path(result.checkpoint).parent / "snapshots").glob("*.pt"))
+    assert [torch.load(p, weights_only=True)["step"] for p in snaps] == [5, 10, 15, 20]
+    last, _, _ = load_checkpoint(snaps[-1])
+    assert all(torch.equal(p, q) for p, q in zip(last.parameters(), result.ema.parameters()))
+    slim = export_checkpoint(result.checkpoint, tmp_path / "slim.pt")
+    assert set(torch.load(slim, weights_only=True)) == {"config", "step", "wall_s", "ema"}
+    half, _, _ = load_checkpoint(slim)
+    assert half.weight.dtype == torch.float32
+    torch.testing.assert_close(half.weight, result.ema.weight, rtol=1e-3, atol=1e-3)  # fp16: 11 significant bits
+    with pytest.raises(CheckpointError, match="expected keys"):
+        load_checkpoint(slim, ema=False)
+
+
+def test_image_only_task_treats_frames_as_independent_images(tmp_path):
+    """The image-only baseline's output for a frame does not depend on the other frames."""
+    config = replace(get_preset("tiny"), task="image_diffusion", model={**get_preset("tiny").model,
+                     "temporal_attention": "none"}, steps=2, warmup=1, threads=1, progress=False,
+                     out_dir=str(tmp_path / "img"))
+    model = train(config).ema
+    with torch.no_grad():  # wake the zero-initialised temporal layers, so that a video model would mix frames
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x, t = torch.randn(1, 1, 4, 16, 16), torch.tensor([10])
+    y = torch.randn(1, 1, 4, 16, 16)
+    y[:, :, 0] = x[:, :, 0]
+    torch.testing.assert_close(model(x, t)[:, :, 0], model(y, t)[:, :, 0])
+    as_video = model.unet(x, t)[:, :, 0] - model.unet(y, t)[:, :, 0]
+    assert as_video.abs().max() > 1e-3  # the same weights run as a video model see the other frames
+
+
 def test_kill9_then_resume_ends_with_the_same_weights_and_log(tmp_path):
     steps = 300
     args = ["--preset", "tiny", "--task", "test_train:noisy_task", "--batch_size", "32", "--steps", str(steps),
@@ -209,7 +241,7 @@ def test_overrides_are_parsed_by_the_type_of_the_value_they_replace():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--preset", "huge"], r"unknown preset 'huge'; expected one of \['course', 't2v-tiny', 'tiny'\]"),
+    (["--preset", "huge"], r"unknown preset 'huge'; expected one of \['course', 't2v', 't2v-tiny', 'tiny'\]"),
     (["--stpes", "10"], r"unknown key --stpes; expected one of \[.*'steps'"),
     (["--model.dimm", "10"], r"unknown key --model.dimm; preset 'course' has model keys \[.*'dim'"),
     (["--steps", "ten"], r"--steps expects int \(like 3000\), got 'ten'"),

@@ -75,13 +75,14 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
     out_dir: str = "runs/course"
     ckpt_every: int = 200
+    snapshot_every: int = 0  # also keep the EMA weights of every N-th step in out_dir/snapshots/ (0: never)
     log_every: int = 10
     progress: bool = True
 
 
 # Fields that change how a run is carried out but not the weights it ends with:
 # they may differ between a run and its resumption.
-RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "log_every", "progress")
+RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "snapshot_every", "log_every", "progress")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -190,6 +191,10 @@ def _loop(config, task, model, ema, optimizer, device, start, wall, ckpt_path, l
                 save_checkpoint(ckpt_path, {
                     "config": asdict(config), "step": done, "wall_s": wall + time.perf_counter() - began,
                     "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict()})
+            if config.snapshot_every and done % config.snapshot_every == 0:
+                save_checkpoint(ckpt_path.parent / "snapshots" / f"step_{done:06d}.pt", {
+                    "config": asdict(config), "step": done, "wall_s": wall + time.perf_counter() - began,
+                    "ema": ema.state_dict()})
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -259,6 +264,7 @@ def resolve_device(name: str) -> torch.device:
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """torch.save to `path.tmp`, flush to disk, then rename: a reader sees the old file or the new one, never half."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)
@@ -267,8 +273,11 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint's dict of plain tensors and containers, loaded with `weights_only=True` (no arbitrary code)."""
+def read_checkpoint(path: str | Path, resumable: bool = True) -> dict:
+    """The checkpoint's dict of plain tensors and containers, loaded with `weights_only=True` (no arbitrary code).
+
+    resumable=False also accepts the EMA-only checkpoints of snapshots and `export_checkpoint`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -277,7 +286,7 @@ def read_checkpoint(path: str | Path) -> dict:
     except Exception as e:  # torch raises RuntimeError, EOFError or UnpicklingError depending on the damage
         raise CheckpointError(f"{path} is truncated or not a tinyvdm checkpoint ({type(e).__name__}: {e}); "
                               "delete it (or train with --fresh) to start over") from e
-    expected = {"config", "step", "wall_s", "model", "ema", "optimizer"}
+    expected = {"config", "step", "wall_s", "ema"} | ({"model", "optimizer"} if resumable else set())
     if not isinstance(state, dict) or not expected <= state.keys():
         found = sorted(state.keys()) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a tinyvdm checkpoint: expected keys {sorted(expected)}, got {found}")
@@ -301,12 +310,21 @@ def restore(path: Path, config: TrainConfig, model, ema, optimizer) -> tuple[int
 
 def load_checkpoint(path: str | Path, ema: bool = True, device: str = "cpu") -> tuple[nn.Module, TrainConfig, Task]:
     """(model with the EMA weights, or the raw ones if `ema=False`, in eval mode; its config; its task)."""
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, resumable=not ema)
     config = config_from_dict(state["config"])
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
         task = build_task(config)
     task.model.load_state_dict(state["ema" if ema else "model"])
     return task.model.to(device).eval(), config, task
+
+
+def export_checkpoint(path: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the EMA weights of checkpoint `path` (cast to `dtype`) with its config, step and wall time to `dest`:
+    what a shipped model needs, at a sixth of a resumable checkpoint's size in fp16."""
+    state = read_checkpoint(path, resumable=False)
+    ema = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state["ema"].items()}
+    save_checkpoint(dest, {k: state[k] for k in ("config", "step", "wall_s")} | {"ema": ema})
+    return Path(dest)
 
 
 # ---------------------------------------------------------------- log
@@ -555,8 +573,22 @@ def random_videos(data: MovingMNIST, config: TrainConfig, step: int):
     return data.batch(idx.tolist())
 
 
-def video_diffusion_task(config: TrainConfig) -> Task:
-    """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss."""
+class PerFrame(nn.Module):
+    """UNet3D(**unet) run with `image_mode=True`: every frame an independent image, temporal layers skipped."""
+
+    def __init__(self, **unet):
+        super().__init__()
+        self.unet = UNet3D(**unet)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(x_t, t, cond, image_mode=True)
+
+
+def video_diffusion_task(config: TrainConfig, image_only: bool = False) -> Task:
+    """Unconditional video diffusion on Moving MNIST: UNet3D(**model) trained by GaussianDiffusion.training_loss.
+
+    image_only: the image-model baseline, `PerFrame`: frames are learnt (and sampled) independently.
+    """
     diffusion = make_diffusion(config)
     data = MovingMNIST(**config.data)
     video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
@@ -572,11 +604,13 @@ def video_diffusion_task(config: TrainConfig) -> Task:
         return sample(diffusion, model, (n, *video_shape), sampler, steps, eta=eta, generator=generator,
                       device=device, progress=progress)[0]
 
-    return Task(UNet3D(**config.model), loss_fn, batch_fn, sample_fn, diffusion, video_shape)
+    model = PerFrame(**config.model) if image_only else UNet3D(**config.model)
+    return Task(model, loss_fn, batch_fn, sample_fn, diffusion, video_shape)
 
 
 TASKS: dict[str, Callable[[TrainConfig], Task]] = {
     "video_diffusion": video_diffusion_task,
+    "image_diffusion": lambda config: video_diffusion_task(config, image_only=True),
     "t2v": lambda config: importlib.import_module("tinyvdm.pipelines.t2v").t2v_task(config),
 }
 
@@ -606,7 +640,17 @@ PRESETS: dict[str, TrainConfig] = {
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None},
         batch_size=16, steps=3000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
-    # text-to-video with caption dropout, in seconds: for tests (the course's model is issue 5's)
+    # the shipped text-to-video model (data/checkpoints/t2v.json): an hour on a 2-core CPU
+    "t2v": TrainConfig(
+        preset="t2v", task="t2v",
+        model={**{k: v for k, v in _unet(dim=24, dim_mults=(1, 2, 4)).items() if k != "cond_dim"},
+               "text_dim": 64, "text_depth": 2, "max_len": 16},
+        data=_moving_mnist(),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None,
+                   "p_uncond": 0.1},
+        batch_size=16, steps=1300, lr=5e-4, min_lr=5e-5, warmup=100, ema_decay=0.999, out_dir="runs/t2v",
+        snapshot_every=100),
+    # text-to-video with caption dropout, in seconds: for tests
     "t2v-tiny": TrainConfig(
         preset="t2v-tiny", task="t2v",
         model={**{k: v for k, v in _unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8).items() if k != "cond_dim"},

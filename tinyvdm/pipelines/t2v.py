@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import MovingMNIST
+from ..data import HELD_OUT_PHRASINGS, MovingMNIST
 from ..models import UNet3D
 from ..models.text import TextEncoder, Tokenizer
 from .sampling import sample
@@ -68,6 +68,58 @@ class TextToVideo:
                              progress=progress)
         videos = videos.clamp(-1, 1)
         return (videos, nfe) if return_nfe else videos
+
+
+def caption_prompts(n: int, seed: int = 0, held_out: float = 0.5) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """n captions of test-split videos, the last round(held_out n) in phrasings never seen in training.
+
+    Returns (prompts, labels) with labels "digit" (n,), "direction" (n,) and "held_out" (n,) bool.
+    """
+    if n < 1 or not 0 <= held_out <= 1:
+        raise ValueError(f"expected n >= 1 prompts and 0 <= held_out <= 1, got n={n}, held_out={held_out}")
+    k = round(n * held_out)
+    prompts, digits, directions = [], [], []
+    for count, phrasings, offset in ((n - k, None, 0), (k, HELD_OUT_PHRASINGS, 1)):
+        if count:
+            data = MovingMNIST(count, split="test", seed=seed + offset, **({"phrasings": phrasings} if phrasings else {}))
+            _, captions, labels = data.batch(range(count))
+            prompts += captions
+            digits.append(labels["digits"][:, 0])
+            directions.append(labels["direction"][:, 0])
+    held = torch.arange(n) >= n - k
+    return prompts, {"digit": torch.cat(digits), "direction": torch.cat(directions), "held_out": held}
+
+
+@torch.no_grad()
+def caption_accuracy(t2v: TextToVideo, evaluator, n: int = 256, guidance: float = 3.0, sampler: str = "dpmpp",
+                     steps: int = 20, seed: int = 0, held_out: float = 0.5, batch: int = 64,
+                     progress: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+    """Generate a video for each of `caption_prompts(n)` and read it with the evaluator.
+
+    Scores (with n and the sampler's NFE): digit_acc, direction_acc, both_acc (digit and direction right),
+    the same on the held-out phrasings alone (held_out_*), identity_consistency and motion_error.
+    Returns (scores, videos).
+    """
+    from ..metrics.evaluator import score_readings
+
+    prompts, labels = caption_prompts(n, seed, held_out)
+    generator = torch.Generator(t2v.net.null_ids.device).manual_seed(seed)
+    videos, nfe = [], 0
+    for i in range(0, n, batch):
+        v, nfe = t2v(prompts[i:i + batch], guidance, sampler, steps, generator=generator, progress=progress,
+                     return_nfe=True)
+        videos.append(v.cpu())
+    videos = torch.cat(videos)
+    readings = evaluator.read(videos)
+    scores = score_readings(readings, labels["digit"], labels["direction"])
+    right = {"digit": readings["digit"] == labels["digit"], "direction": readings["direction"] == labels["direction"]}
+    right["both"] = right["digit"] & right["direction"]
+    held = labels["held_out"]
+    scores["both_acc"] = right["both"].float().mean().item()
+    if held.any():
+        scores |= {f"held_out_{k}_acc": v[held].float().mean().item() for k, v in right.items()}
+        scores["n_held_out"] = int(held.sum())
+    return scores | {"guidance": guidance, "sampler": sampler, "steps": steps, "nfe": nfe}, videos
 
 
 def t2v_task(config):
