@@ -47,3 +47,30 @@ def test_unknown_sampler_is_a_clear_error(t2v):
     with pytest.raises(ValueError, match="unknown sampler 'heun'"):
         t2v("a 3 moving left", sampler="heun")
     assert "ancestral" in SAMPLERS
+
+
+def test_caption_prompts_hold_out_phrasings_and_their_labels_match_the_words():
+    from tinyvdm.data import DIRECTIONS, HELD_OUT_PHRASINGS
+    from tinyvdm.data.moving_mnist import DIGIT_WORDS
+    from tinyvdm.pipelines.t2v import caption_prompts
+    prompts, labels = caption_prompts(40, held_out=0.25)
+    assert len(prompts) == 40 and labels["held_out"].sum() == 10 and labels["held_out"][-10:].all()
+    starts = tuple(p.split("{")[0] for p in HELD_OUT_PHRASINGS)
+    assert all(p.startswith(starts) == bool(h) for p, h in zip(prompts, labels["held_out"]))
+    for p, d, r in zip(prompts, labels["digit"], labels["direction"]):
+        words = f" {p} "
+        assert f" {int(d)} " in words or f" {DIGIT_WORDS[d]} " in words, (p, int(d))
+        assert words.rstrip().endswith(DIRECTIONS[r]), (p, DIRECTIONS[r])
+    with pytest.raises(ValueError, match="held_out"):
+        caption_prompts(10, held_out=1.5)
+
+
+def test_caption_accuracy_scores_every_prompt_and_the_held_out_half(t2v):
+    from tinyvdm.metrics import Evaluator
+    from tinyvdm.pipelines.t2v import caption_accuracy
+    scores, videos = caption_accuracy(t2v, Evaluator.load(), n=6, guidance=2.0, sampler="ddim", steps=2, batch=4)
+    assert videos.shape == (6, *t2v.video_shape)
+    assert scores["n"] == 6 and scores["n_held_out"] == 3 and scores["nfe"] == 2
+    for key in ("digit_acc", "direction_acc", "both_acc", "held_out_both_acc"):
+        assert 0 <= scores[key] <= 1
+    assert scores["both_acc"] <= min(scores["digit_acc"], scores["direction_acc"])

@@ -510,7 +510,8 @@ def sample_cli(argv: list[str]) -> None:
     """
     parser = argparse.ArgumentParser(prog="python -m tinyvdm sample",
                                      description="Sample videos from a checkpoint (EMA weights) into a GIF.")
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `python -m tinyvdm train`")
+    parser.add_argument("--ckpt", help="a checkpoint written by `python -m tinyvdm train` "
+                                       "(default with --prompt: the shipped text-to-video model)")
     parser.add_argument("--out", default="samples.gif", help="the GIF to write")
     parser.add_argument("--n", type=int, default=8, help="how many videos")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim")
@@ -526,6 +527,14 @@ def sample_cli(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.sampler == "ancestral" and args.steps is not None:
         parser.error("--steps is for the other samplers: ancestral sampling runs every step of the chain")
+    if args.ckpt is None and not args.prompt:
+        parser.error("give --ckpt PATH, or --prompt TEXT to sample the shipped text-to-video model")
+    if args.ckpt is None:
+        from tinyvdm.pipelines.t2v import CHECKPOINT
+        args.ckpt = str(CHECKPOINT)
+    card = Path(args.ckpt).with_suffix(".json")
+    if args.prompt and args.guidance is None and card.exists():  # a shipped model: the scale its card found best
+        args.guidance = json.loads(card.read_text()).get("best_guidance")
     text = {k: v for k, v in (("prompts", args.prompt), ("guidance", args.guidance)) if v is not None}
     device = resolve_device(args.device)
     try:

@@ -11,6 +11,7 @@ The denoiser reads the caption through a small text encoder trained jointly with
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -42,8 +43,9 @@ class TextToVideoNet(nn.Module):
 class TextToVideo:
     """A trained text-to-video model with its diffusion chain: prompts in, videos (B, 1, T, H, W) out."""
 
-    def __init__(self, net: TextToVideoNet, diffusion, video_shape: tuple[int, ...]):
+    def __init__(self, net: TextToVideoNet, diffusion, video_shape: tuple[int, ...], best_guidance: float = 3.0):
         self.net, self.diffusion, self.video_shape = net.eval(), diffusion, tuple(video_shape)
+        self.best_guidance = best_guidance  # the default scale: the card's best, for a shipped model
 
     @classmethod
     def load(cls, path: str | Path = CHECKPOINT, device: str = "cpu") -> "TextToVideo":
@@ -52,11 +54,14 @@ class TextToVideo:
             raise FileNotFoundError(f"no text-to-video checkpoint at {path}; train one with "
                                     "`python -m tinyvdm train --preset t2v` (see data/checkpoints/t2v.json)")
         net, config, task = load_checkpoint(path, device=device)
-        return cls(net, task.diffusion, task.video_shape)
+        card = Path(path).with_suffix(".json")
+        best = json.loads(card.read_text()).get("best_guidance", 3.0) if card.exists() else 3.0
+        return cls(net, task.diffusion, task.video_shape, best)
 
-    def __call__(self, prompts: str | list[str], guidance: float = 3.0, sampler: str = "dpmpp", steps: int = 20,
+    def __call__(self, prompts: str | list[str], guidance: float | None = None, sampler: str = "dpmpp", steps: int = 20,
                  seed: int = 0, generator: torch.Generator | None = None, progress: bool = False,
                  return_nfe: bool = False):
+        guidance = self.best_guidance if guidance is None else guidance
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("expected at least one prompt")

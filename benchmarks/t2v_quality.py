@@ -1,0 +1,157 @@
+"""What the shipped text-to-video model is worth, measured with the course's evaluator, into its card.
+
+    python benchmarks/t2v_quality.py --export runs/t2v          # data/checkpoints/t2v.pt + card from the run
+    python benchmarks/t2v_quality.py --curve runs/t2v/snapshots  # caption accuracy against training minutes
+    python benchmarks/t2v_quality.py --sweep                     # guidance scale: fidelity against diversity
+    python benchmarks/t2v_quality.py --samplers                  # samplers at equal NFE, and 1000-step ancestral
+
+Prompts are `caption_prompts(n)`: captions of test-split videos (test digits' labels), half of them in the two
+phrasings held out of training. Fidelity is caption accuracy (the evaluator reads the digit and the direction of
+each generated video); diversity is the mean pairwise RMS distance (pixels in [-1, 1]) between the K videos
+generated for the same prompt, next to the same distance between real test videos that share a caption's digit
+and direction; the FVD-style distance is to as many real test videos. Every part writes the machine it ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tinyvdm.data import MovingMNIST
+from tinyvdm.metrics import Evaluator
+from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo, caption_accuracy, caption_prompts
+from tinyvdm.train import export_checkpoint, load_checkpoint, read_log
+
+CARD = CHECKPOINT.with_suffix(".json")
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), platform.machine())
+    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def export(run: Path, command: str) -> dict:
+    """The run's EMA weights in fp16 as the shipped checkpoint, and the card's account of how they were made."""
+    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
+    path = export_checkpoint(run / "ckpt.pt", CHECKPOINT)
+    net, config, task = load_checkpoint(path)
+    log = read_log(run / "log.jsonl")
+    return {"what": "text-to-video on captioned Moving MNIST (tinyvdm.pipelines.t2v): caption encoder + UNet3D, "
+                    "trained with caption dropout for classifier-free guidance; EMA weights in fp16",
+            "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
+            "train_machine": machine(torch.device("cpu")), "torch_threads": config.threads or torch.get_num_threads(),
+            "parameters": sum(p.numel() for p in net.parameters()), "checkpoint_bytes": path.stat().st_size,
+            "config": state["config"], "final_loss": log[-1]["loss"]}
+
+
+def curve(folder: Path, n: int, guidance: float, device: torch.device, ev: Evaluator) -> dict:
+    points = []
+    for snapshot in sorted(folder.glob("step_*.pt")):
+        state = torch.load(snapshot, map_location="cpu", weights_only=True)
+        net, _, task = load_checkpoint(snapshot, device=str(device))
+        scores, _ = caption_accuracy(TextToVideo(net, task.diffusion, task.video_shape), ev, n=n, guidance=guidance,
+                                     batch=256)
+        points.append({"step": state["step"], "minutes": round(state["wall_s"] / 60, 2), **scores})
+        print("curve", points[-1]["step"], points[-1]["minutes"], round(scores["digit_acc"], 3),
+              round(scores["direction_acc"], 3), flush=True)
+    return {"n": n, "guidance": guidance, "sampler": "dpmpp", "steps": 20, "measured_on": machine(device),
+            "points": points}
+
+
+def within_prompt_distance(videos: torch.Tensor, k: int) -> float:
+    """Mean RMS distance between the k videos of each prompt; videos (P*k, ...) ordered prompt by prompt."""
+    groups = videos.flatten(1).reshape(-1, k, videos[0].numel())
+    pairs = list(itertools.combinations(range(k), 2))
+    return torch.stack([(groups[:, i] - groups[:, j]).square().mean(-1).sqrt() for i, j in pairs]).mean().item()
+
+
+def real_diversity(k: int, pool: int = 4000, seed: int = 0) -> float:
+    """The same distance between real test videos of the same digit and direction (k per caption)."""
+    videos, _, labels = MovingMNIST(pool, split="test", seed=seed).batch(range(pool))
+    key = labels["digits"][:, 0] * 8 + labels["direction"][:, 0]
+    groups = [videos[key == c][:k] for c in key.unique() if (key == c).sum() >= k]
+    return within_prompt_distance(torch.cat(groups), k)
+
+
+def sweep(t2v: TextToVideo, ev: Evaluator, prompts: int, k: int, scales, device: torch.device) -> dict:
+    """For each guidance scale: k videos for each of `prompts` prompts; accuracy, diversity, FVD."""
+    real, _, _ = MovingMNIST(prompts * k, split="test", seed=1).batch(range(prompts * k))
+    base, labels = caption_prompts(prompts)
+    rows = []
+    for w in scales:
+        generator = torch.Generator(device).manual_seed(0)
+        videos = t2v([p for p in base for _ in range(k)], guidance=w, generator=generator).cpu()
+        readings = ev.read(videos)
+        digit, direction = labels["digit"].repeat_interleave(k), labels["direction"].repeat_interleave(k)
+        rows.append({"guidance": w, "digit_acc": (readings["digit"] == digit).float().mean().item(),
+                     "direction_acc": (readings["direction"] == direction).float().mean().item(),
+                     "both_acc": ((readings["digit"] == digit) & (readings["direction"] == direction)).float().mean().item(),
+                     "diversity": within_prompt_distance(videos, k), "fvd": ev.fvd(videos, real).value,
+                     "motion_error": readings["motion_error"].mean().item()})
+        print("sweep", {key: round(v, 3) for key, v in rows[-1].items()}, flush=True)
+    return {"prompts": prompts, "per_prompt": k, "n": prompts * k, "sampler": "dpmpp", "steps": 20,
+            "real_diversity": real_diversity(k), "measured_on": machine(device), "rows": rows}
+
+
+def samplers(t2v: TextToVideo, ev: Evaluator, n: int, guidance: float, device: torch.device) -> dict:
+    """Caption accuracy and FVD of each sampler at 20 model calls, and of the 1000-step ancestral chain."""
+    real, _, _ = MovingMNIST(n, split="test", seed=1).batch(range(n))
+    runs = [("ancestral", 1000), ("dpmpp", 20), ("dpmpp", 10), ("ddim", 20), ("euler_maruyama", 20), ("pc", 10),
+            ("ode", 10)]
+    rows = []
+    for sampler, steps in runs:
+        began = time.perf_counter()
+        scores, videos = caption_accuracy(t2v, ev, n=n, guidance=guidance, sampler=sampler, steps=steps, batch=512)
+        rows.append({**scores, "fvd": ev.fvd(videos, real).value, "seconds": time.perf_counter() - began})
+        print("sampler", sampler, steps, {key: round(v, 3) if isinstance(v, float) else v
+                                          for key, v in rows[-1].items()}, flush=True)
+    return {"n": n, "guidance": guidance, "measured_on": machine(device), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export", type=Path, metavar="RUN", help="write the checkpoint and card from this run")
+    parser.add_argument("--command", default="python -m tinyvdm train --preset t2v",
+                        help="the command that trained the run, for the card")
+    parser.add_argument("--curve", type=Path, metavar="SNAPSHOTS", help="evaluate the run's snapshots")
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--samplers", action="store_true")
+    parser.add_argument("--n", type=int, default=512, help="videos per curve point and per sampler")
+    parser.add_argument("--prompts", type=int, default=128, help="sweep: prompts, each sampled --k times")
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--scales", default="0,1,2,3,4,5,7,10")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the card's best, else 3")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    card = json.loads(CARD.read_text()) if CARD.exists() else {}
+    if args.export:
+        card = export(args.export, args.command) | {k: v for k, v in card.items()
+                                                    if k in ("curve", "guidance_sweep", "samplers", "best_guidance")}
+    ev = Evaluator.load(device=device)
+    if args.curve:
+        card["curve"] = curve(args.curve, args.n, args.guidance or 3.0, device, ev)
+    if args.sweep or args.samplers:
+        t2v = TextToVideo.load(device=str(device))
+        if args.sweep:
+            card["guidance_sweep"] = sweep(t2v, ev, args.prompts, args.k,
+                                           [float(s) for s in args.scales.split(",")], device)
+            card["best_guidance"] = max(card["guidance_sweep"]["rows"], key=lambda r: r["both_acc"])["guidance"]
+        if args.samplers:
+            card["samplers"] = samplers(t2v, ev, args.n, args.guidance or card.get("best_guidance", 3.0), device)
+    CARD.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
