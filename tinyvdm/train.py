@@ -657,7 +657,7 @@ PRESETS: dict[str, TrainConfig] = {
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None,
                    "p_uncond": 0.1},
-        batch_size=16, steps=1200, lr=1e-3, min_lr=5e-5, warmup=100, ema_decay=0.999, out_dir="runs/t2v",
+        batch_size=16, steps=1100, lr=1e-3, min_lr=5e-5, warmup=100, ema_decay=0.999, out_dir="runs/t2v",
         snapshot_every=100),
     # text-to-video with caption dropout, in seconds: for tests
     "t2v-tiny": TrainConfig(
