@@ -231,3 +231,19 @@ def test_every_parameter_gets_a_gradient_after_one_step(mode):
         optimizer.step()
     silent = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not silent, f"no gradient reaches {silent}"
+
+
+def test_patches_are_pixels_regrouped_so_frames_and_pixels_stay_where_they_were():
+    """patch_size p: the net sees (p·p·C)-channel tokens; a pixel only ever influences its own frame's output at init,
+    and the output has the input's shape."""
+    model = small_net(patch_size=2)
+    x = video(h=16, w=16)
+    assert model(x, steps()).shape == x.shape
+    assert changed_frames(model, x, 1) == [False, True, False, False]  # still an image model at init
+    assert changed_frames(wake_zero_layers(model), x, 1) == [True, True, True, True]
+    with pytest.raises(ValueError, match="frame size 12x12 must be divisible by 8"):  # 2x2 patches, then 2x
+        small_net(patch_size=4)(video(h=12, w=12), steps())
+    with pytest.raises(ValueError, match="patch_size must be a positive integer"):
+        UNet3D(patch_size=0)
+    patches = F.pixel_unshuffle(torch.arange(16.0).reshape(1, 1, 4, 4), 2)
+    assert patches[0, :, 0, 0].tolist() == [0, 1, 4, 5]  # one token = one 2x2 block of pixels

@@ -47,7 +47,7 @@ class UNet3D(nn.Module):
     def __init__(self, in_channels: int = 1, dim: int = 32, dim_mults: tuple[int, ...] = (1, 2, 4),
                  temporal_attention: str = "dense", cond_dim: int | None = None, out_channels: int | None = None,
                  num_res_blocks: int | tuple[int, ...] | None = None, attn_levels: tuple[int, ...] | None = None,
-                 heads: int = 4, head_dim: int = 32, groups: int = 8, time_scale: float = 1.0):
+                 heads: int = 4, head_dim: int = 32, groups: int = 8, time_scale: float = 1.0, patch_size: int = 1):
         super().__init__()
         if temporal_attention not in TEMPORAL_ATTENTION:
             raise ValueError(f"temporal_attention must be one of {TEMPORAL_ATTENTION}, got {temporal_attention!r}")
@@ -63,7 +63,9 @@ class UNet3D(nn.Module):
             raise ValueError(f"num_res_blocks must be >= 1 per level of dim_mults {tuple(dim_mults)}, got {num_res_blocks}")
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.temporal_attention, self.cond_dim, self.time_scale = temporal_attention, cond_dim, time_scale
-        self.dim, self.factor = dim, 2 ** (len(dim_mults) - 1)
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
+        self.dim, self.patch_size, self.factor = dim, patch_size, patch_size * 2 ** (len(dim_mults) - 1)
         emb_dim = 4 * dim
 
         self.time_mlp = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -76,7 +78,7 @@ class UNet3D(nn.Module):
         def attention(c):
             return AttentionBlock(c, heads, head_dim, temporal_attention, cond_dim)
 
-        self.conv_in = nn.Conv2d(in_channels, dim, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels * patch_size ** 2, dim, 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c_prev = dim
         for level, c in enumerate(channels):
@@ -103,7 +105,7 @@ class UNet3D(nn.Module):
                 self.upsample.append(nn.ConvTranspose2d(c, channels[level - 1], 2, stride=2))
                 c_prev = channels[level - 1]
         self.norm_out = nn.GroupNorm(groups, dim)
-        self.conv_out = nn.Conv2d(dim, self.out_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(dim, self.out_channels * patch_size ** 2, 3, padding=1)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *,
@@ -122,7 +124,8 @@ class UNet3D(nn.Module):
         emb = repeat(emb, "b e -> (b t) e", t=frames)
         ctx = dict(emb=emb, frames=frames, context=context, image_mode=image_mode)
 
-        h = rearrange(x_t, "b c t h w -> (b t) c h w").contiguous(memory_format=torch.channels_last)
+        h = rearrange(x_t, "b c t h w -> (b t) c h w")
+        h = F.pixel_unshuffle(h, self.patch_size).contiguous(memory_format=torch.channels_last)
         h = self.conv_in(h)
         skips = []
         for level, layers in enumerate(self.down):
@@ -139,7 +142,7 @@ class UNet3D(nn.Module):
                 h = layer(h, **ctx)
             if level < len(self.upsample):
                 h = self.upsample[level](h)
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch_size)
         return rearrange(h, "(b t) c h w -> b c t h w", b=b).contiguous()
 
     def _check(self, x_t, t, cond) -> tuple[int, int]:
