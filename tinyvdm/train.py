@@ -682,10 +682,11 @@ PRESETS: dict[str, TrainConfig] = {
         ckpt_every=10, log_every=5),
     # the course's unconditional Moving MNIST model, sized for a 2-core CPU
     "course": TrainConfig(
-        preset="course", model=_unet(dim=32, dim_mults=(1, 2, 4)),
+        preset="course", model=_unet(dim=32, dim_mults=(1, 2), patch_size=4, attn_levels=(0, 1)),
         data=_moving_mnist(),
-        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "eps", "min_snr_gamma": None},
-        batch_size=16, steps=3000, lr=2e-4, min_lr=2e-5, warmup=200, ema_decay=0.999, out_dir="runs/course"),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None,
+                   "clip_x0": 1.0},
+        batch_size=32, steps=3000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/course"),
     # the shipped text-to-video model (data/checkpoints/t2v.json): under an hour on a 2-core CPU. The U-Net
     # works on 4x4 patches (8x8 tokens of 16 pixels), v-prediction keeps x̂_0 stable at the noisiest steps.
     "t2v": TrainConfig(
@@ -695,7 +696,7 @@ PRESETS: dict[str, TrainConfig] = {
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None,
                    "clip_x0": 1.0, "p_uncond": 0.1},
-        batch_size=32, steps=1500, lr=1e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/t2v",
+        batch_size=32, steps=1500, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/t2v",
         snapshot_every=100),
     # text-to-video with caption dropout, in seconds: for tests
     "t2v-tiny": TrainConfig(
