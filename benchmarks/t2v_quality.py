@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=128, help="sweep: prompts, each sampled --k times")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--scales", default="0,1,2,3,4,5,7,10")
-    parser.add_argument("--guidance", type=float, default=None, help="default: the card's best, else 3")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="scale of the curve and the sampler table (default: the sweep's best, else 3)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -139,16 +140,15 @@ def main(argv: list[str] | None = None) -> dict:
         card = export(args.export, args.command) | {k: v for k, v in card.items()
                                                     if k in ("curve", "guidance_sweep", "samplers", "best_guidance")}
     ev = Evaluator.load(device=device)
+    if args.sweep:
+        card["guidance_sweep"] = sweep(TextToVideo.load(device=str(device)), ev, args.prompts, args.k,
+                                       [float(s) for s in args.scales.split(",")], device)
+        card["best_guidance"] = max(card["guidance_sweep"]["rows"], key=lambda r: r["both_acc"])["guidance"]
+    guidance = args.guidance or card.get("best_guidance", 3.0)
     if args.curve:
-        card["curve"] = curve(args.curve, args.n, args.guidance or 3.0, device, ev)
-    if args.sweep or args.samplers:
-        t2v = TextToVideo.load(device=str(device))
-        if args.sweep:
-            card["guidance_sweep"] = sweep(t2v, ev, args.prompts, args.k,
-                                           [float(s) for s in args.scales.split(",")], device)
-            card["best_guidance"] = max(card["guidance_sweep"]["rows"], key=lambda r: r["both_acc"])["guidance"]
-        if args.samplers:
-            card["samplers"] = samplers(t2v, ev, args.n, args.guidance or card.get("best_guidance", 3.0), device)
+        card["curve"] = curve(args.curve, args.n, guidance, device, ev)
+    if args.samplers:
+        card["samplers"] = samplers(TextToVideo.load(device=str(device)), ev, args.n, guidance, device)
     CARD.write_text(json.dumps(card, indent=2) + "\n")
     return card
 

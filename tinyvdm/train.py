@@ -169,7 +169,8 @@ def _loop(config, task, model, ema, optimizer, device, start, wall, ckpt_path, l
     runs its share of them, accumulating gradients, and DDP averages them over the processes. The weights
     depend on (config, seed) only, not on how many processes shared the parts (up to float summation order).
     """
-    ddp = nn.parallel.DistributedDataParallel(model) if world.size > 1 else None
+    # find_unused_parameters: an image-mode step leaves the temporal layers out of the graph
+    ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world.size > 1 else None
     forward = ddp or model
     forward = torch.compile(forward) if config.compile else forward
     bf16 = config.precision == "bf16"
