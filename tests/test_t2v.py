@@ -74,3 +74,17 @@ def test_caption_accuracy_scores_every_prompt_and_the_held_out_half(t2v):
     for key in ("digit_acc", "direction_acc", "both_acc", "held_out_both_acc"):
         assert 0 <= scores[key] <= 1
     assert scores["both_acc"] <= min(scores["digit_acc"], scores["direction_acc"])
+
+
+def test_shipped_model_loads_without_pickle_and_its_card_tells_how_it_was_made():
+    import json
+    from tinyvdm.pipelines.t2v import CHECKPOINT
+    state = torch.load(CHECKPOINT, weights_only=True)  # plain tensors and containers only
+    assert set(state) == {"config", "step", "wall_s", "ema"}
+    card = json.loads(CHECKPOINT.with_suffix(".json").read_text())
+    assert card["command"].startswith("python -m tinyvdm train --preset t2v")
+    assert card["steps"] == state["step"] == state["config"]["steps"] and card["train_wall_s"] <= 3600
+    assert card["best_guidance"] in [r["guidance"] for r in card["guidance_sweep"]["rows"]]
+    assert [p["step"] for p in card["curve"]["points"]][-1] == card["steps"]
+    t2v = TextToVideo.load()
+    assert t2v.best_guidance == card["best_guidance"] and t2v.video_shape == (1, 8, 32, 32)
