@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,19 +23,12 @@ from pathlib import Path
 import torch
 
 from tinyvdm.data import MovingMNIST
+from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
 from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo, caption_accuracy, caption_prompts
 from tinyvdm.train import export_checkpoint, load_checkpoint, read_log
 
 CARD = CHECKPOINT.with_suffix(".json")
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), platform.machine())
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def export(run: Path, command: str) -> dict:
@@ -49,7 +40,7 @@ def export(run: Path, command: str) -> dict:
     return {"what": "text-to-video on captioned Moving MNIST (tinyvdm.pipelines.t2v): caption encoder + UNet3D, "
                     "trained with caption dropout for classifier-free guidance; EMA weights in fp16",
             "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
-            "train_machine": machine(torch.device("cpu")), "torch_threads": config.threads or torch.get_num_threads(),
+            "train_machine": describe("cpu"), "torch_threads": config.threads or torch.get_num_threads(),
             "parameters": sum(p.numel() for p in net.parameters()), "checkpoint_bytes": path.stat().st_size,
             "config": state["config"], "final_loss": log[-1]["loss"]}
 
@@ -64,7 +55,7 @@ def curve(folder: Path, n: int, guidance: float, device: torch.device, ev: Evalu
         points.append({"step": state["step"], "minutes": round(state["wall_s"] / 60, 2), **scores})
         print("curve", points[-1]["step"], points[-1]["minutes"], round(scores["digit_acc"], 3),
               round(scores["direction_acc"], 3), flush=True)
-    return {"n": n, "guidance": guidance, "sampler": "dpmpp", "steps": 20, "measured_on": machine(device),
+    return {"n": n, "guidance": guidance, "sampler": "dpmpp", "steps": 20, "measured_on": describe(device),
             "points": points}
 
 
@@ -100,7 +91,7 @@ def sweep(t2v: TextToVideo, ev: Evaluator, prompts: int, k: int, scales, device:
                      "motion_error": readings["motion_error"].mean().item()})
         print("sweep", {key: round(v, 3) for key, v in rows[-1].items()}, flush=True)
     return {"prompts": prompts, "per_prompt": k, "n": prompts * k, "sampler": "dpmpp", "steps": 20,
-            "real_diversity": real_diversity(k), "measured_on": machine(device), "rows": rows}
+            "real_diversity": real_diversity(k), "measured_on": describe(device), "rows": rows}
 
 
 def samplers(t2v: TextToVideo, ev: Evaluator, n: int, guidance: float, device: torch.device) -> dict:
@@ -115,7 +106,7 @@ def samplers(t2v: TextToVideo, ev: Evaluator, n: int, guidance: float, device: t
         rows.append({**scores, "fvd": ev.fvd(videos, real).value, "seconds": time.perf_counter() - began})
         print("sampler", sampler, steps, {key: round(v, 3) if isinstance(v, float) else v
                                           for key, v in rows[-1].items()}, flush=True)
-    return {"n": n, "guidance": guidance, "measured_on": machine(device), "rows": rows}
+    return {"n": n, "guidance": guidance, "measured_on": describe(device), "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> dict:

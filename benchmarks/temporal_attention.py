@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyvdm.data import MovingMNIST
+from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
 from tinyvdm.pipelines.sampling import sample
 from tinyvdm.train import load_checkpoint, make_optimizer
@@ -35,15 +34,6 @@ from tinyvdm.train import load_checkpoint, make_optimizer
 VARIANTS = ("dense", "cross_frame", "none", "image_only")
 FOLDER = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "temporal_attention"
 RESULTS = FOLDER.with_suffix(".json")
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-    return platform.processor() or platform.machine()
 
 
 @torch.no_grad()
@@ -62,7 +52,7 @@ def quality(n: int, steps: int, device: torch.device, seed: int = 0) -> dict:
         rows[name] = {**ev.score(videos), "fvd": ev.fvd(videos, real).value, "fid": ev.fid(videos, real).value,
                       "sample_s": time.perf_counter() - began}
         print(name, {k: round(v, 4) for k, v in rows[name].items()}, flush=True)
-    return {"n": n, "sampler": "dpmpp", "steps": steps, "machine": machine(device), "rows": rows}
+    return {"n": n, "sampler": "dpmpp", "steps": steps, "machine": describe(device), "rows": rows}
 
 
 def cost(rounds: int, batch: int) -> dict:
@@ -93,7 +83,7 @@ def cost(rounds: int, batch: int) -> dict:
                 times[name].append(time.perf_counter() - began)
             memory[name] = sum(saved) / 2**20  # an upper bound: a storage shared by two saved tensors counts twice
     params = {name: sum(p.numel() for p in models[name][0].parameters()) for name in VARIANTS}
-    return {"batch": batch, "rounds": rounds, "machine": machine(torch.device("cpu")),
+    return {"batch": batch, "rounds": rounds, "machine": describe("cpu"),
             "rows": {name: {"params": params[name], "train_step_s": statistics.median(times[name]),
                             "activation_mib": memory[name]} for name in VARIANTS}}
 

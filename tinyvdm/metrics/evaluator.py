@@ -39,6 +39,7 @@ from torch import nn
 from ..data import DIRECTIONS, MovingMNIST, make_config
 from ..data.mnist import DATA_DIR
 from ..data.moving_mnist import DIRECTION_OF_STEP
+from ..machine import cpu_name
 from .frechet import FrechetScore, frechet_distance
 
 CHECKPOINT = DATA_DIR / "checkpoints" / "evaluator.pt"
@@ -426,7 +427,7 @@ def main(argv: list[str] | None = None) -> Path:
         "command": "python -m tinyvdm.metrics" + " ".join([""] + (argv if argv is not None else sys.argv[1:])),
         "config": asdict(config), "steps": result.log[-1]["step"], "train_wall_s": round(result.log[-1]["wall_s"], 1),
         "measure_wall_s": round(time.perf_counter() - began, 1),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": config.threads,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": config.threads,
                     "torch": torch.__version__, "python": platform.python_version()},
         "parameters": {"frame": sum(p.numel() for p in ev.frame.parameters()),
                        "video": sum(p.numel() for p in ev.video.parameters())},
@@ -441,11 +442,3 @@ def main(argv: list[str] | None = None) -> Path:
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(numbers, indent=2))
     return path
-
-
-def _cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
