@@ -9,8 +9,7 @@ import time
 import pytest
 import torch
 
-from tinyvdm.distributed import micro_batch
-from tinyvdm.train import read_checkpoint, read_log
+from tinyvdm.train import micro_batch, read_checkpoint, read_log
 
 ARGS = ["--preset", "tiny", "--batch_size", "8", "--micro_batches", "2", "--steps", "12", "--warmup", "2",
         "--ckpt_every", "4", "--log_every", "1", "--threads", "1", "--progress", "false"]

@@ -34,8 +34,6 @@ def demo_cli(argv: list[str]) -> int:
     ap.add_argument("--data", action="store_true", help="write real Moving MNIST videos with their captions")
     a = ap.parse_args(argv)
     start = time.perf_counter()
-    import torch
-
     from .viz import save_gif
     if a.data:
         from .data import MovingMNIST
@@ -43,7 +41,6 @@ def demo_cli(argv: list[str]) -> int:
         what = "Moving MNIST videos"
     else:
         from .pipelines.t2v import TextToVideo
-        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
         t2v = TextToVideo.load()
         guidance = t2v.best_guidance if a.guidance is None else a.guidance
         prompts = a.prompt or list(PROMPTS)

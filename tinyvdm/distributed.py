@@ -45,18 +45,6 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def micro_batch(batch, index: int, count: int):
-    """Part `index` of `count` equal parts (along dim 0) of a batch: a tensor or tuples / lists / dicts of them."""
-    if isinstance(batch, torch.Tensor):
-        size = batch.shape[0] // count
-        return batch[index * size:(index + 1) * size]
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(micro_batch(b, index, count) for b in batch)
-    if isinstance(batch, dict):
-        return {k: micro_batch(v, index, count) for k, v in batch.items()}
-    return batch
-
-
 def sum_across(value: torch.Tensor, world: World) -> torch.Tensor:
     """The sum of `value` over all processes (itself when alone)."""
     if world.size > 1:

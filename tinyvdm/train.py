@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from tinyvdm.data import PRESETS as VIDEO_PRESETS
 from tinyvdm.data import MovingMNIST
-from tinyvdm.distributed import World, barrier, micro_batch, setup, sum_across, teardown
+from tinyvdm.distributed import World, barrier, setup, sum_across, teardown
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
 from tinyvdm.models import UNet3D
 from tinyvdm.pipelines.sampling import SAMPLERS, sample
@@ -274,15 +274,25 @@ def step_seed(seed: int, step: int, stream: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}/{stream}/{step}".encode(), digest_size=8).digest(), "little")
 
 
-def to_device(batch, device: torch.device):
-    """Move the tensors of a batch (a tensor, or tuples / lists / dicts of them) to `device`."""
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], batch):
+    """fn applied to every tensor of a batch: a tensor, or tuples / lists / dicts of them (anything else as is)."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return fn(batch)
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device) for b in batch)
+        return type(batch)(map_tensors(fn, b) for b in batch)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: map_tensors(fn, v) for k, v in batch.items()}
     return batch
+
+
+def to_device(batch, device: torch.device):
+    """Move the tensors of a batch to `device`."""
+    return map_tensors(lambda t: t.to(device, non_blocking=True), batch)
+
+
+def micro_batch(batch, index: int, count: int):
+    """Part `index` of `count` equal parts (along dim 0) of every tensor of a batch."""
+    return map_tensors(lambda t: t[index * (t.shape[0] // count):(index + 1) * (t.shape[0] // count)], batch)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -566,12 +576,11 @@ def sample_cli(argv: list[str]) -> None:
         parser.error("--steps is for the other samplers: ancestral sampling runs every step of the chain")
     if args.ckpt is None and not args.prompt:
         parser.error("give --ckpt PATH, or --prompt TEXT to sample the shipped text-to-video model")
-    if args.ckpt is None:
-        from tinyvdm.pipelines.t2v import CHECKPOINT
-        args.ckpt = str(CHECKPOINT)
-    card = Path(args.ckpt).with_suffix(".json")
-    if args.prompt and args.guidance is None and card.exists():  # a shipped model: the scale its card found best
-        args.guidance = json.loads(card.read_text()).get("best_guidance")
+    if args.prompt:
+        from tinyvdm.pipelines.t2v import CHECKPOINT, card_guidance
+        args.ckpt = args.ckpt or str(CHECKPOINT)
+        if args.guidance is None:  # the scale the model's card found best
+            args.guidance = card_guidance(args.ckpt)
     text = {k: v for k, v in (("prompts", args.prompt), ("guidance", args.guidance)) if v is not None}
     device = resolve_device(args.device)
     try:

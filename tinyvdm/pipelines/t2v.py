@@ -54,9 +54,7 @@ class TextToVideo:
             raise FileNotFoundError(f"no text-to-video checkpoint at {path}; train one with "
                                     "`python -m tinyvdm train --preset t2v` (see data/checkpoints/t2v.json)")
         net, config, task = load_checkpoint(path, device=device)
-        card = Path(path).with_suffix(".json")
-        best = json.loads(card.read_text()).get("best_guidance", 3.0) if card.exists() else 3.0
-        return cls(net, task.diffusion, task.video_shape, best)
+        return cls(net, task.diffusion, task.video_shape, card_guidance(path))
 
     def __call__(self, prompts: str | list[str], guidance: float | None = None, sampler: str = "dpmpp", steps: int = 20,
                  seed: int = 0, generator: torch.Generator | None = None, progress: bool = False,
@@ -73,6 +71,12 @@ class TextToVideo:
                              progress=progress)
         videos = videos.clamp(-1, 1)
         return (videos, nfe) if return_nfe else videos
+
+
+def card_guidance(checkpoint: str | Path) -> float:
+    """The best guidance scale measured in the card beside a checkpoint (`name.json`); 3.0 without a card."""
+    card = Path(checkpoint).with_suffix(".json")
+    return json.loads(card.read_text()).get("best_guidance", 3.0) if card.exists() else 3.0
 
 
 def caption_prompts(n: int, seed: int = 0, held_out: float = 0.5) -> tuple[list[str], dict[str, torch.Tensor]]:
