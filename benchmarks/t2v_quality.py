@@ -25,7 +25,7 @@ import torch
 from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
-from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo, caption_accuracy, caption_prompts
+from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo, caption_accuracy
 from tinyvdm.train import export_checkpoint, load_checkpoint, read_log
 
 CARD = CHECKPOINT.with_suffix(".json")
@@ -77,19 +77,11 @@ def real_diversity(k: int, pool: int = 4000, seed: int = 0) -> float:
 def sweep(t2v: TextToVideo, ev: Evaluator, prompts: int, k: int, scales, device: torch.device) -> dict:
     """For each guidance scale: k videos for each of `prompts` prompts; accuracy, diversity, FVD."""
     real, _, _ = MovingMNIST(prompts * k, split="test", seed=1).batch(range(prompts * k))
-    base, labels = caption_prompts(prompts)
     rows = []
     for w in scales:
-        generator = torch.Generator(device).manual_seed(0)
-        videos = t2v([p for p in base for _ in range(k)], guidance=w, generator=generator).cpu()
-        readings = ev.read(videos)
-        digit, direction = labels["digit"].repeat_interleave(k), labels["direction"].repeat_interleave(k)
-        rows.append({"guidance": w, "digit_acc": (readings["digit"] == digit).float().mean().item(),
-                     "direction_acc": (readings["direction"] == direction).float().mean().item(),
-                     "both_acc": ((readings["digit"] == digit) & (readings["direction"] == direction)).float().mean().item(),
-                     "diversity": within_prompt_distance(videos, k), "fvd": ev.fvd(videos, real).value,
-                     "motion_error": readings["motion_error"].mean().item()})
-        print("sweep", {key: round(v, 3) for key, v in rows[-1].items()}, flush=True)
+        scores, videos = caption_accuracy(t2v, ev, n=prompts, guidance=w, per_prompt=k, batch=prompts * k)
+        rows.append({**scores, "diversity": within_prompt_distance(videos, k), "fvd": ev.fvd(videos, real).value})
+        print("sweep", {key: round(v, 3) for key, v in rows[-1].items() if isinstance(v, float)}, flush=True)
     return {"prompts": prompts, "per_prompt": k, "n": prompts * k, "sampler": "dpmpp", "steps": 20,
             "real_diversity": real_diversity(k), "measured_on": describe(device), "rows": rows}
 

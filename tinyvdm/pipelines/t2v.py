@@ -101,17 +101,20 @@ def caption_prompts(n: int, seed: int = 0, held_out: float = 0.5) -> tuple[list[
 
 @torch.no_grad()
 def caption_accuracy(t2v: TextToVideo, evaluator, n: int = 256, guidance: float = 3.0, sampler: str = "dpmpp",
-                     steps: int = 20, seed: int = 0, held_out: float = 0.5, batch: int = 64,
+                     steps: int = 20, seed: int = 0, held_out: float = 0.5, batch: int = 64, per_prompt: int = 1,
                      progress: bool = False) -> tuple[dict[str, float], torch.Tensor]:
-    """Generate a video for each of `caption_prompts(n)` and read it with the evaluator.
+    """Generate `per_prompt` videos for each of `caption_prompts(n)` and read them with the evaluator.
 
     Scores (with n and the sampler's NFE): digit_acc, direction_acc, both_acc (digit and direction right),
     the same on the held-out phrasings alone (held_out_*), identity_consistency and motion_error.
-    Returns (scores, videos).
+    Returns (scores, videos), the videos of one prompt next to each other.
     """
     from ..metrics.evaluator import score_readings
 
     prompts, labels = caption_prompts(n, seed, held_out)
+    prompts = [p for p in prompts for _ in range(per_prompt)]
+    labels = {k: v.repeat_interleave(per_prompt) for k, v in labels.items()}
+    n = len(prompts)
     generator = torch.Generator(t2v.net.null_ids.device).manual_seed(seed)
     videos, nfe = [], 0
     for i in range(0, n, batch):
