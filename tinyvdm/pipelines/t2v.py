@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import HELD_OUT_PHRASINGS, MovingMNIST
+from ..data import HELD_OUT_PHRASINGS, PHRASINGS, MovingMNIST
 from ..models import UNet3D
 from ..models.text import TextEncoder, Tokenizer
 from .sampling import sample
@@ -88,9 +88,9 @@ def caption_prompts(n: int, seed: int = 0, held_out: float = 0.5) -> tuple[list[
         raise ValueError(f"expected n >= 1 prompts and 0 <= held_out <= 1, got n={n}, held_out={held_out}")
     k = round(n * held_out)
     prompts, digits, directions = [], [], []
-    for count, phrasings, offset in ((n - k, None, 0), (k, HELD_OUT_PHRASINGS, 1)):
+    for count, phrasings, offset in ((n - k, PHRASINGS, 0), (k, HELD_OUT_PHRASINGS, 1)):
         if count:
-            data = MovingMNIST(count, split="test", seed=seed + offset, **({"phrasings": phrasings} if phrasings else {}))
+            data = MovingMNIST(count, split="test", seed=seed + offset, phrasings=phrasings)
             _, captions, labels = data.batch(range(count))
             prompts += captions
             digits.append(labels["digits"][:, 0])
