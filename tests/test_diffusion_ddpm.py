@@ -130,6 +130,21 @@ def test_ddim_inversion_round_trip_returns_the_input():
     assert (back - x0).abs().max() < 1e-3
 
 
+def test_ddim_from_an_intermediate_step_runs_its_own_grid_and_a_callback_can_replace_x():
+    """t_start: the model is asked at t_start first and 0 last, `steps` times; a callback's tensor replaces x."""
+    d = GaussianDiffusion(linear_beta_schedule(100))
+    exact, asked = ring_mixture().denoiser(d), []
+    model = lambda x_t, t, cond=None: asked.append(int(t[0])) or exact(x_t, t, cond)
+    pin = lambda t, x: torch.cat([torch.full_like(x[:, :1], 0.5), x[:, 1:]], 1)  # put back a known coordinate
+    x = d.ddim_sample(model, (8, 2), 5, x_T=torch.randn(8, 2), t_start=40, callback=pin)
+    assert asked[0] == 40 and asked[-1] == 0 and len(asked) == 5 and asked == sorted(asked, reverse=True)
+    assert (x[:, 0] == 0.5).all()
+    with pytest.raises(ValueError, match=r"t_start must be a step of the chain in \[0, 100\)"):
+        d.ddim_sample(exact, (8, 2), 5, t_start=100)
+    with pytest.raises(ValueError, match="steps must be at most 4"):
+        d.ddim_sample(exact, (8, 2), 5, t_start=3)
+
+
 def test_exact_models_agree_in_every_parametrisation():
     """ε̂, x̂0 and v̂ of the same exact denoiser are one prediction in three coordinates: DDIM gives the same samples."""
     mixture = ring_mixture()

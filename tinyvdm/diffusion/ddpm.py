@@ -160,15 +160,20 @@ class GaussianDiffusion:
         return x
 
     def ddim_sample(self, model, shape, steps: int = 50, eta: float = 0.0, cond=None, *, x_T: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None, device=None, progress: bool = False, callback=None) -> torch.Tensor:
-        """DDIM on `steps` steps N − 1 = τ_0 > … > τ_{S−1} = 0, spaced quadratically (see `DiscreteVPSDE.timesteps`):
+                    t_start: int | None = None, generator: torch.Generator | None = None, device=None,
+                    progress: bool = False, callback=None) -> torch.Tensor:
+        """DDIM on `steps` steps t_start = τ_0 > … > τ_{S−1} = 0, spaced quadratically (see `DiscreteVPSDE.timesteps`):
 
             x_{τ'} = √ᾱ_{τ'} x̂_0 + √(1 − ᾱ_{τ'} − σ²) ε̂ + σ z,   σ = η √((1 − ᾱ_{τ'}) / (1 − ᾱ_τ)) √(1 − ᾱ_τ / ᾱ_{τ'})
 
         (Song et al. 2021, eq. 12). η = 0 is deterministic; η = 1 with steps = N is DDPM with σ² = β̃_t.
-        Starts from `x_T` if given (e.g. from `ddim_invert`), else from N(0, I).
+        Starts from `x_T` at step `t_start` (default N − 1) if given (e.g. from `ddim_invert`, or a noised video for
+        SDEdit), else from N(0, I). `callback(t, x)`, if given, sees each x_{τ'} with τ' (−1 is the data); if it
+        returns a tensor, sampling goes on from that one (e.g. known pixels put back, as in a masked edit).
         """
-        grid = self._ddim_grid(steps)
+        if t_start is not None and not 0 <= t_start < self.num_steps:
+            raise ValueError(f"t_start must be a step of the chain in [0, {self.num_steps}), got {t_start}")
+        grid = self._ddim_grid(steps, t_start)
         x = randn(shape, generator, device) if x_T is None else x_T
         for t, t_prev in tqdm(list(zip(grid[:-1], grid[1:])), desc="ddim", disable=not progress):
             x0, eps = self.denoise(model, x, self._steps(t, x), cond)
@@ -178,7 +183,8 @@ class GaussianDiffusion:
             if eta > 0:
                 x = x + sigma * randn(x.shape, generator, x.device, x.dtype)
             if callback is not None:
-                callback(t_prev, x)
+                replaced = callback(t_prev, x)
+                x = x if replaced is None else replaced
         return x
 
     def ddim_invert(self, model, x0: torch.Tensor, steps: int = 50, cond=None, *, fixed_point_iters: int = 0,
@@ -250,9 +256,11 @@ class GaussianDiffusion:
     def _steps(self, step, x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0],), int(step), dtype=torch.long, device=x.device)
 
-    def _ddim_grid(self, steps: int) -> torch.Tensor:
-        """N − 1 = τ_0 > … > τ_{S−1} = 0, the quadratic grid of `DiscreteVPSDE.timesteps`, then −1 for the data."""
-        return (self.sde().timesteps(steps) * self.num_steps).round().long() - 1
+    def _ddim_grid(self, steps: int, start: int | None = None) -> torch.Tensor:
+        """start = τ_0 > … > τ_{S−1} = 0 (default start = N − 1), the quadratic grid of `DiscreteVPSDE.timesteps` for
+        the chain's first start + 1 steps, then −1 for the data."""
+        n = self.num_steps if start is None else start + 1
+        return (VPSDE.from_betas(self.betas[:n]).timesteps(steps) * n).round().long() - 1
 
     def _alpha_bar_at(self, step) -> torch.Tensor:
         """ᾱ at one step as a float64 scalar, with ᾱ_{−1} = 1 at the data."""
