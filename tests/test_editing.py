@@ -1,0 +1,155 @@
+"""Video editing: inversion against the exact denoiser of a Gaussian mixture, SDEdit's limits, attention injection
+and cross-frame attention as identities on a tiny text-to-video net, and bad input."""
+import pytest
+import torch
+
+from tinyvdm.diffusion import GaussianDiffusion, classifier_free_guidance, cosine_beta_schedule, linear_beta_schedule
+from tinyvdm.diffusion.toy import ring_mixture
+from tinyvdm.pipelines.editing import VideoEditor, image_mode_denoiser, inject_attention, reconstruct, sdedit
+from tinyvdm.pipelines.t2v import TextToVideo
+from tinyvdm.train import get_preset, load_checkpoint, train
+
+SOURCE, TARGET = "the digit 3 moves left", "the digit 8 moves left"
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory):
+    config = get_preset("t2v-tiny")
+    config.out_dir, config.progress, config.steps = str(tmp_path_factory.mktemp("t2v")), False, 10
+    net, _, task = load_checkpoint(train(config).checkpoint)
+    return VideoEditor(TextToVideo(net, task.diffusion, task.video_shape), guidance=2.0)
+
+
+@pytest.fixture(scope="module")
+def videos(editor):
+    return torch.rand(2, *editor.t2v.video_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+# --- inversion on the analytic test bed ------------------------------------------------------------------------
+
+def mixture_chain():
+    d = GaussianDiffusion(linear_beta_schedule(1000))
+    mixture = ring_mixture()
+    x0, _ = mixture.sample(256, torch.Generator().manual_seed(1))
+    return d, mixture.denoiser(d), x0.double()
+
+
+def test_inversion_then_regeneration_is_exact_with_the_exact_denoiser():
+    d, model, x0 = mixture_chain()
+    rebuilt = reconstruct(d, model, x0, steps=50, fixed_point_iters=20)
+    assert (rebuilt - x0).abs().max() < 1e-8
+
+
+def test_reconstruction_error_falls_monotonically_with_steps():
+    d, model, x0 = mixture_chain()
+    errors = [(reconstruct(d, model, x0, steps=s) - x0).abs().mean().item() for s in (5, 10, 20, 50, 100)]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+
+
+# --- SDEdit --------------------------------------------------------------------------------------------------------
+
+def test_sdedit_with_a_small_strength_returns_nearly_the_source(editor, videos):
+    """At strength 0.01 the source is noised to step 0 (std √(1 − ᾱ_0) = 0.025) and comes back nearly unchanged;
+    the further it is noised, the further the edit moves."""
+    errors = [(editor.sdedit(videos, TARGET, s) - videos).abs().mean().item() for s in (0.01, 0.1, 0.3, 1.0)]
+    assert errors[0] < 0.05 and all(a < b for a, b in zip(errors, errors[1:])), errors
+
+
+def test_sdedit_starts_at_strength_times_the_chain_and_takes_that_share_of_the_steps():
+    d = GaussianDiffusion(cosine_beta_schedule(100))
+    asked = []
+    model = lambda x_t, t, cond=None: asked.append(int(t[0])) or torch.zeros_like(x_t)
+    sdedit(d, model, torch.zeros(2, 3), strength=0.5, steps=20)
+    assert asked[0] == 49 and asked[-1] == 0 and len(asked) == 10
+
+
+def test_masked_sdedit_keeps_the_outside_of_the_mask(editor, videos):
+    mask = torch.zeros(1, 1, 1, 1, videos.shape[-1])
+    mask[..., : videos.shape[-1] // 2] = 1  # edit the left half of every frame
+    edited = editor.sdedit(videos, TARGET, strength=0.8, mask=mask)
+    assert torch.equal(edited[..., videos.shape[-1] // 2:], videos[..., videos.shape[-1] // 2:])
+    assert (edited - videos)[..., : videos.shape[-1] // 2].abs().mean() > 0.1
+
+
+# --- inversion with attention injection ----------------------------------------------------------------------------
+
+def test_injection_with_tau_past_every_step_is_plain_regeneration_from_the_inverted_noise(editor, videos):
+    """Equal up to float32 rounding, which x̂0 = (x_t − √(1 − ᾱ) ε̂) / √ᾱ multiplies by 1/√ᾱ at the top step."""
+    t2v, steps = editor.t2v, 4
+    src, tgt = t2v.net.tokenizer([SOURCE] * 2), t2v.net.tokenizer([TARGET] * 2)
+    edited, rebuilt = editor.inject(videos, SOURCE, TARGET, tau=t2v.diffusion.num_steps - 1, steps=steps)
+    with torch.inference_mode():
+        x_T = t2v.diffusion.ddim_invert(t2v.net, videos, steps, src)
+        guided = classifier_free_guidance(t2v.net, editor.guidance, t2v.net.null_ids)
+        plain = t2v.diffusion.ddim_sample(guided, videos.shape, steps, cond=tgt, x_T=x_T).clamp(-1, 1)
+    assert (edited - plain).abs().mean() < 1e-5
+    assert (rebuilt - reconstruct(t2v.diffusion, t2v.net, videos, src, steps).clamp(-1, 1)).abs().mean() < 1e-5
+    injected, _ = editor.inject(videos, SOURCE, TARGET, tau=-1, steps=steps)
+    assert (injected - edited).abs().mean() > 1e-3, "injecting at every step should change the edit"
+
+
+def test_injecting_a_branch_its_own_attention_changes_nothing(editor, videos):
+    t2v = editor.t2v
+    ids = t2v.net.tokenizer([SOURCE] * 2)
+    edited, rebuilt = inject_attention(t2v.diffusion, t2v.net, videos, ids, ids, tau=-1, steps=3)
+    torch.testing.assert_close(edited, rebuilt)
+
+
+# --- per-frame editing with cross-frame attention --------------------------------------------------------------------
+
+def test_per_frame_denoiser_sees_one_frame_and_cross_frame_sees_frame_zero(editor, videos):
+    net, t = editor.t2v.net, torch.tensor([50, 50])
+    ids = net.tokenizer([SOURCE] * 2)
+    changed = videos.clone()
+    changed[:, :, 0] = -changed[:, :, 0]
+    for cross_frame in (False, True):
+        model = image_mode_denoiser(net, cross_frame)
+        moved = (model(changed, t, ids) - model(videos, t, ids)).abs().amax((0, 1, 3, 4))  # per frame
+        assert moved[0] > 0 and (moved[1:].min() > 0) == cross_frame, (cross_frame, moved)
+
+
+def test_cross_frame_attention_on_identical_frames_is_per_frame_attention(editor, videos):
+    net, t = editor.t2v.net, torch.tensor([50, 50])
+    ids = net.tokenizer([SOURCE] * 2)
+    still = videos[:, :, :1].expand_as(videos).contiguous()  # every frame = frame 0
+    torch.testing.assert_close(image_mode_denoiser(net, True)(still, t, ids), image_mode_denoiser(net)(still, t, ids))
+
+
+def test_every_mode_edits_every_video(editor, videos):
+    for mode in ("video", "per_frame", "cross_frame"):
+        edited = editor.sdedit(videos, [TARGET, SOURCE], strength=0.5, steps=4, mode=mode)
+        assert edited.shape == videos.shape and edited.abs().max() <= 1
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strength", [0, -0.2, 1.5])
+def test_strength_outside_zero_one_is_rejected(editor, videos, strength):
+    with pytest.raises(ValueError, match=r"strength must be in \(0, 1\]"):
+        editor.sdedit(videos, TARGET, strength)
+
+
+@pytest.mark.parametrize("tau", [-2, 100, 0.5])
+def test_tau_outside_the_schedule_is_rejected(editor, videos, tau):
+    with pytest.raises(ValueError, match=r"tau must be a step of the schedule in \[-1, 99\]"):
+        editor.inject(videos, SOURCE, TARGET, tau)
+
+
+def test_videos_the_model_cannot_take_name_the_expected_shape(editor):
+    for bad in (torch.zeros(2, 1, 4, 32, 32), torch.zeros(1, 4, 16, 16)):
+        with pytest.raises(ValueError, match=r"expected source videos \(B, 1, 4, 16, 16\)"):
+            editor.sdedit(bad, TARGET, 0.5)
+
+
+def test_prompt_counts_must_match_the_videos(editor, videos):
+    with pytest.raises(ValueError, match=r"one prompt per video \(2\), got 3"):
+        editor.sdedit(videos, [TARGET] * 3, 0.5)
+    with pytest.raises(ValueError, match=r"one prompt per video \(2\), got 1"):
+        editor.inject(videos, [SOURCE, SOURCE], [TARGET], tau=50)
+
+
+def test_unknown_mode_and_misshapen_mask_are_rejected(editor, videos):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        editor.sdedit(videos, TARGET, 0.5, mode="frames")
+    with pytest.raises(ValueError, match="mask broadcastable"):
+        editor.sdedit(videos, TARGET, 0.5, mask=torch.ones(3, 16, 16))
