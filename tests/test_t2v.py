@@ -88,3 +88,23 @@ def test_shipped_model_loads_without_pickle_and_its_card_tells_how_it_was_made()
     assert [p["step"] for p in card["curve"]["points"]][-1] == card["steps"]
     t2v = TextToVideo.load()
     assert t2v.best_guidance == card["best_guidance"] and t2v.video_shape == (1, 8, 32, 32)
+
+
+def test_joint_training_adds_single_frames_learnt_in_image_mode():
+    from tinyvdm.train import build_task
+    config = get_preset("t2v-tiny")
+    config.diffusion["image_batch"] = 6
+    task = build_task(config)
+    batch = task.batch_fn(0)
+    videos, ids, images, image_ids = batch
+    assert images.shape == (6, *videos.shape[1:2], 1, *videos.shape[3:]) and image_ids.shape == (6, ids.shape[1])
+    assert torch.equal(task.batch_fn(0)[2], images) and not torch.equal(task.batch_fn(1)[2], images)
+    # the image term is the loss of the frames alone: it adds to the video loss and never reaches a temporal layer
+    image_loss = (task.loss_fn(task.model, batch, torch.Generator().manual_seed(0))
+                  - task.loss_fn(task.model, batch[:2], torch.Generator().manual_seed(0)))
+    temporal = [p for name, p in task.model.named_parameters() if ".temporal." in name]
+    spatial = [p for name, p in task.model.named_parameters() if ".spatial." in name]
+    assert image_loss > 0 and temporal and spatial
+    image_loss.backward()
+    assert all(p.grad is None or p.grad.abs().max() < 1e-7 for p in temporal)
+    assert any(p.grad is not None and p.grad.abs().max() > 1e-6 for p in spatial)

@@ -623,9 +623,9 @@ def make_diffusion(config: TrainConfig) -> GaussianDiffusion:
                              clip_x0=config.diffusion.get("clip_x0"))
 
 
-def random_videos(data: MovingMNIST, config: TrainConfig, step: int):
-    """`data.batch` of `config.batch_size` random indices, a pure function of (config.seed, step)."""
-    idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
+def random_videos(data: MovingMNIST, config: TrainConfig, step: int, n: int | None = None, stream: str = "data"):
+    """`data.batch` of n (default `config.batch_size`) random indices, a pure function of (config.seed, step, stream)."""
+    idx = torch.randint(len(data), (n or config.batch_size,), generator=step_generator(config.seed, step, stream))
     return data.batch(idx.tolist())
 
 
@@ -715,7 +715,7 @@ PRESETS: dict[str, TrainConfig] = {
                "text_dim": 16, "text_depth": 1, "max_len": 16},
         data=_moving_mnist(frames=4, size=16, digit_size=10),
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None,
-                   "p_uncond": 0.1},
+                   "p_uncond": 0.1, "image_batch": 0},
         batch_size=4, steps=20, lr=1e-3, min_lr=1e-4, warmup=5, ema_decay=0.99, out_dir="runs/t2v-tiny",
         ckpt_every=10, log_every=5),
 }

@@ -35,9 +35,10 @@ class TextToVideoNet(nn.Module):
         self.unet = UNet3D(cond_dim=text_dim, **unet)
         self.register_buffer("null_ids", self.tokenizer("")[0], persistent=False)  # ∅: the empty prompt
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *,
+                image_mode: bool = False) -> torch.Tensor:
         ids = self.null_ids.expand(x_t.shape[0], -1) if cond is None else cond
-        return self.unet(x_t, t, cond=self.encoder(ids))
+        return self.unet(x_t, t, cond=self.encoder(ids), image_mode=image_mode)
 
 
 class TextToVideo:
@@ -135,24 +136,40 @@ def caption_accuracy(t2v: TextToVideo, evaluator, n: int = 256, guidance: float 
 
 
 def t2v_task(config):
-    """The trainer's task: (videos, caption ids) batches, the ε-loss with caption dropout, prompt-driven sampling."""
+    """The trainer's task: (videos, caption ids) batches, the v/ε-loss with caption dropout, prompt-driven sampling.
+
+    With `diffusion.image_batch` = N > 0, each batch also holds N single frames of N other videos, each with its
+    video's caption, learnt in image mode (temporal layers skipped): joint image–video training (VDM §3). A frame
+    costs 1/T of a video, so the net sees many more digits per unit of compute; the videos teach the motion.
+    """
     from ..diffusion import drop_condition
-    from ..train import Task, make_diffusion, random_videos
+    from ..train import Task, make_diffusion, random_videos, step_generator
 
     diffusion = make_diffusion(config)
     p_uncond = config.diffusion.get("p_uncond", 0.1)
+    image_batch = config.diffusion.get("image_batch", 0)
     data = MovingMNIST(**config.data)
     net = TextToVideoNet(**config.model)
     video_shape = (config.model.get("in_channels", 1), data.config.frames, data.config.size, data.config.size)
 
     def batch_fn(step: int):
         videos, captions, _ = random_videos(data, config, step)
-        return videos, net.tokenizer(captions, warn=False)
+        batch = (videos, net.tokenizer(captions, warn=False))
+        if not image_batch:
+            return batch
+        clips, captions, _ = random_videos(data, config, step, n=image_batch, stream="images")
+        frame = torch.randint(clips.shape[2], (image_batch,), generator=step_generator(config.seed, step, "frames"))
+        images = clips[torch.arange(image_batch), :, frame][:, :, None]  # (N, C, T, H, W) -> (N, C, 1, H, W)
+        return batch + (images, net.tokenizer(captions, warn=False))
+
+    def caption_loss(model, x0, ids, generator, **mode):
+        ids = drop_condition(ids, net.null_ids, p_uncond, generator)
+        return diffusion.training_loss(lambda x, t, c: model(x, t, c, **mode), x0, cond=ids, generator=generator)
 
     def loss_fn(model, batch, generator):
-        x0, ids = batch
-        ids = drop_condition(ids, model.null_ids, p_uncond, generator)
-        return diffusion.training_loss(model, x0, cond=ids, generator=generator)
+        videos, ids, *images = batch
+        loss = caption_loss(model, videos, ids, generator)
+        return loss + caption_loss(model, *images, generator, image_mode=True) if images else loss
 
     def sample_fn(model, n, sampler="dpmpp", steps=20, eta=0.0, generator=None, progress=True, prompts=None,
                   guidance=3.0):
