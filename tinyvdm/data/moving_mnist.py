@@ -53,6 +53,7 @@ class MovingMNISTConfig:
     digit_size: int = 14
     speed: int = 2
     bounce: bool = True
+    classes: tuple[int, ...] | None = None  # the digit classes videos may show; None: all ten
 
     def __post_init__(self):
         for name in ("num_digits", "frames", "size", "digit_size"):
@@ -63,6 +64,11 @@ class MovingMNISTConfig:
         if self.digit_size > self.size:
             raise ValueError(f"size={self.size} is smaller than digit_size={self.digit_size}: "
                              "the frame must hold the digit")
+        if self.classes is not None:
+            classes = tuple(sorted(set(int(c) for c in self.classes)))
+            if not classes or not set(classes) <= set(range(10)):
+                raise ValueError(f"classes must be some of the digits 0-9 (or None for all), got {self.classes}")
+            object.__setattr__(self, "classes", classes)  # a JSON list read back from a config is the same classes
 
 
 PRESETS = {
@@ -85,6 +91,9 @@ def make_config(preset: str = "course", **overrides) -> MovingMNISTConfig:
 class MovingMNIST(torch.utils.data.Dataset):
     """`length` seeded videos; `ds[i] -> (video (1, T, H, W) in [-1, 1], caption, labels)`.
 
+    Digits are drawn from the split's images of `config.classes` (all ten by default; leaving one out makes
+    the normal data of the anomaly benchmark, `tinyvdm.data.anomalies`).
+
     labels: "digits" (n,) classes, "direction" (n,) indices into DIRECTIONS,
     "positions" (T, n, 2) digit centres (y, x) in pixels, "phrasing" () template index.
     """
@@ -103,6 +112,8 @@ class MovingMNIST(torch.utils.data.Dataset):
         if d != digits.shape[-1]:
             digits = F.interpolate(digits, size=(d, d), mode="bilinear", antialias=True, align_corners=False)
         self.digits = digits[:, 0].clamp(0, 1)  # (N, d, d)
+        classes = self.config.classes
+        self.pool = np.flatnonzero(np.isin(self.digit_labels, classes if classes is not None else range(10)))
 
     def __len__(self) -> int:
         return self.length
@@ -127,7 +138,7 @@ class MovingMNIST(torch.utils.data.Dataset):
         c, n = self.config, self.config.num_digits
         idx = np.asarray(indices, dtype=np.uint64).reshape(-1)
         u = lambda stream: _uniform(self.seed, self.split, idx, stream)  # (B,) in [0, 1)
-        source = np.stack([(u(10 + k) * len(self.digit_labels)).astype(np.int64) for k in range(n)], 1)
+        source = np.stack([self.pool[(u(10 + k) * len(self.pool)).astype(np.int64)] for k in range(n)], 1)
         direction = np.stack([(u(20 + k) * 8).astype(np.int64) for k in range(n)], 1)
         room = c.size - c.digit_size
         start = np.stack([np.stack([np.floor(u(30 + 2 * k + a) * (room + 1)) for a in (0, 1)], -1)
