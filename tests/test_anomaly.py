@@ -1,0 +1,190 @@
+"""The anomaly benchmark shows what its labels say; the detectors' scores; the per-type evaluation."""
+import math
+
+import pytest
+import torch
+
+from tinyvdm.data import MovingMNIST
+from tinyvdm.data.anomalies import KINDS, AnomalyBenchmark, normal_classes
+from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule
+from tinyvdm.diffusion.toy import Empirical
+from tinyvdm.metrics import auroc
+from tinyvdm.pipelines.anomaly import (centroids, constant_velocity_scores, evaluate, frame_difference_scores,
+                                       reconstruction_scores, smooth, zscore)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return AnomalyBenchmark(20)
+
+
+@pytest.fixture(scope="module")
+def sample(bench):
+    """Every video of the benchmark, and the normal video each one was made from (the first T frames of its path)."""
+    videos, labels, info = bench.batch(range(len(bench)))
+    normal = bench.data.batch(range(len(bench)))[0][:, :, :bench.frames]
+    return videos, labels, info, normal
+
+
+def of_kind(info, kind):
+    return torch.tensor([k == kind for k in info["kind"]])
+
+
+def test_a_video_is_a_pure_function_of_seed_split_and_index(bench, sample):
+    videos, labels, info, _ = sample
+    again, again_labels, _ = AnomalyBenchmark(20).batch([37, 3])
+    assert torch.equal(again, videos[[37, 3]]) and torch.equal(again_labels, labels[[37, 3]])
+    other = AnomalyBenchmark(20, seed=1).batch([37])[0]
+    assert not torch.equal(other, videos[[37]])
+    assert info["kind"][:len(KINDS)] == list(KINDS) and len(bench) == 20 * len(KINDS)
+    assert videos.shape == (len(bench), 1, 8, 32, 32) and videos.min() >= -1 and videos.max() <= 1
+
+
+def test_labels_are_one_span_after_normal_frames(bench, sample):
+    _, labels, info, _ = sample
+    normal = of_kind(info, "normal")
+    assert not labels[normal].any()
+    t = torch.arange(bench.frames)
+    span = (t >= info["onset"][:, None]) & (t < info["end"][:, None])
+    assert torch.equal(labels, span)
+    assert (info["onset"][~normal] >= math.ceil(bench.frames / 3)).all() and labels[~normal].any(1).all()
+    assert (labels[of_kind(info, "teleport")].sum(1) == 1).all()
+
+
+def test_only_the_labelled_frames_differ_from_the_normal_video(sample):
+    """A teleported digit stays displaced after its jump: those frames differ but move normally."""
+    videos, labels, info, normal = sample
+    differs = (videos != normal).flatten(3).any(-1)[:, 0]  # (B, T)
+    teleport = of_kind(info, "teleport")
+    assert not (differs & ~labels)[~teleport].any()
+    before = torch.arange(differs.shape[1]) < info["onset"][:, None]
+    assert not (differs & before).any()
+    assert differs[teleport, info["onset"][teleport]].all()
+    for kind in ("occluder", "appearance", "unseen_digit"):
+        rows = of_kind(info, kind)
+        assert torch.equal(differs[rows], labels[rows]), kind
+
+
+def test_a_frozen_span_repeats_the_frame_before_it(sample):
+    videos, labels, info, _ = sample
+    for b in of_kind(info, "freeze").nonzero()[:, 0]:
+        k = info["onset"][b]
+        assert (videos[b, :, k:] == videos[b, :, k - 1:k]).all()
+
+
+def test_motion_anomalies_move_as_described(bench, sample):
+    _, _, info, _ = sample
+    step = (info["positions"][:, 1:] - info["positions"][:, :-1]).norm(dim=-1)  # (B, T - 1): step t is t -> t + 1
+    most = bench.data.config.speed * math.sqrt(2)  # a normal step, diagonal
+    k = info["onset"]
+    assert (step[of_kind(info, "normal")] <= most + 1e-6).all()
+    teleport, freeze = of_kind(info, "teleport"), of_kind(info, "freeze")
+    assert (step[teleport, k[teleport] - 1] >= bench.min_jump).all() and bench.min_jump > most
+    assert (step[freeze, k[freeze]] == 0).all()  # the first frozen frame to the next
+    assert (step[of_kind(info, "speed")].amax(1) > most).all()
+
+
+def test_the_unseen_class_appears_only_in_its_anomalous_frames(sample):
+    _, labels, info, _ = sample
+    shows_nine = info["digits"] == 9
+    assert torch.equal(shows_nine, labels & of_kind(info, "unseen_digit")[:, None])
+    appearance = of_kind(info, "appearance")
+    assert (info["digits"][appearance, -1] != info["digits"][appearance, 0]).all()
+
+
+def test_normal_training_data_never_shows_the_unseen_class():
+    data = MovingMNIST(3000, classes=normal_classes(9))
+    digits = data.sample_labels(range(3000))["digits"]
+    assert 9 not in digits and set(digits.unique().tolist()) == set(range(9))
+    assert MovingMNIST(10, classes=[3, 1, 3]).config.classes == (1, 3)  # a JSON list reads back as the classes
+    assert torch.equal(MovingMNIST(50).batch(range(50))[0], MovingMNIST(50, classes=None).batch(range(50))[0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"kinds": ("normal", "wobble")}, r"kinds must be distinct names"),
+    ({"unseen_digit": 10}, r"unseen_digit must be a digit class 0-9, got 10"),
+    ({"num_digits": 2}, r"expected one bouncing digit .* got num_digits=2"),
+    ({"frames": 3}, r"frames >= 4, got .* frames=3"),
+    ({"classes": (1, 2)}, r"pass unseen_digit instead"),
+])
+def test_bad_benchmark_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AnomalyBenchmark(2, **kwargs)
+
+
+def test_index_out_of_range(bench):
+    with pytest.raises(IndexError, match=r"indices in \[0, 140\)"):
+        bench.batch([140])
+
+
+def test_frame_difference_is_zero_on_frozen_frames_and_the_first_frame_takes_the_second(sample):
+    videos, labels, info, _ = sample
+    s = frame_difference_scores(videos)
+    freeze = of_kind(info, "freeze")
+    assert (s[freeze][labels[freeze]] == 0).all() and torch.equal(s[:, 0], s[:, 1])
+
+
+def test_constant_velocity_is_zero_ish_on_normal_videos_and_sees_every_teleport(sample):
+    videos, labels, info, _ = sample
+    s = constant_velocity_scores(videos)
+    normal, teleport = of_kind(info, "normal"), of_kind(info, "teleport")
+    assert s[normal].median() < 1e-4 and s[normal].max() <= 2 * math.sqrt(2) + 0.5  # bounces: off by a step at most
+    p = info["positions"]
+    uniform = ((p[:, 2:] - 2 * p[:, 1:-1] + p[:, :-2]).abs().amax(-1) == 0) & normal[:, None]  # no bounce: truly constant
+    assert s[:, 2:][uniform].max() < 1  # the centroid is the centre to about a pixel
+    assert auroc(s[normal | teleport], labels[normal | teleport]) > 0.9
+    assert torch.allclose(centroids(videos)[normal], p[normal], atol=1.0)
+
+
+def test_an_exact_denoiser_of_the_normal_videos_puts_the_error_on_the_anomalous_frames(bench, sample):
+    """The posterior mean of the finite set of normal videos maps each video back to its own normal version,
+    so s_t is the squared difference from it, 0 before the anomaly."""
+    videos, labels, info, normal = sample
+    rows = torch.arange(0, 2 * len(KINDS))  # two videos of each kind
+    diffusion = GaussianDiffusion(cosine_beta_schedule(100), prediction="v")
+    model = Empirical(normal[rows]).denoiser(diffusion)
+    s = reconstruction_scores(diffusion, model, videos[rows], t_start=40, steps=4, draws=2,
+                              generator=torch.Generator().manual_seed(0))
+    expected = (videos[rows] - normal[rows]).square().mean((1, 3, 4))
+    assert s.shape == (len(rows), bench.frames) and torch.allclose(s, expected, atol=1e-5)
+    before = torch.arange(bench.frames) < info["onset"][rows, None]
+    assert (s[before] < 1e-5).all()
+
+
+def test_reconstruction_is_seeded_and_passes_the_condition_through():
+    videos = torch.rand(2, 1, 4, 8, 8) * 2 - 1
+    diffusion = GaussianDiffusion(cosine_beta_schedule(50))
+    seen = []
+
+    def model(x_t, t, cond=None):
+        seen.append(cond)
+        return torch.zeros_like(x_t)
+
+    run = lambda seed, **kw: reconstruction_scores(diffusion, model, videos, 20, steps=3, draws=3,
+                                                   generator=torch.Generator().manual_seed(seed), **kw)
+    assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1))
+    run(0, cond=torch.tensor([[5], [7]]))
+    assert all(torch.equal(c, torch.tensor([[5], [7]] * 3)) for c in seen[-3:])  # 3 DDIM steps, 3 draws each
+    with pytest.raises(ValueError, match=r"expected a video batch \(B, C, T, H, W\) with T >= 2, got \(4, 8, 8\)"):
+        reconstruction_scores(diffusion, model, videos[0, 0], 20)
+    with pytest.raises(ValueError, match=r"steps t in \[0, 50\)"):
+        reconstruction_scores(diffusion, model, videos, 50)
+
+
+def test_zscore_and_smoothing():
+    s = torch.tensor([[1.0, 2.0, 3.0, 4.0, 10.0]])
+    z = zscore(s)
+    assert z.mean().abs() < 1e-6 and z.std(unbiased=False).sub(1).abs() < 1e-5
+    assert torch.allclose(smooth(s, 3), torch.tensor([[1.5, 2.0, 3.0, 17 / 3, 7.0]]))
+    assert torch.equal(smooth(s, 1), s) and torch.equal(zscore(torch.zeros(2, 5)), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="odd number of frames, got 2"):
+        smooth(s, 2)
+
+
+def test_evaluate_scores_each_type_against_the_normal_frames(sample):
+    _, labels, info, _ = sample
+    table = evaluate(labels.float(), labels, info["kind"])
+    assert list(table) == list(KINDS[1:]) + ["mean"]
+    assert all(row == {"auroc": 1.0, "ap": 1.0} for row in table.values())
+    with pytest.raises(ValueError, match="only normal ones"):
+        evaluate(labels[:1].float(), labels[:1], info["kind"][:1])
