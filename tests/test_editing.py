@@ -25,7 +25,7 @@ def videos(editor):
     return torch.rand(2, *editor.t2v.video_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-# --- inversion on the analytic test bed ------------------------------------------------------------------------
+# --- inversion on the analytic test bed ----------------------------------------------------------------------------
 
 def mixture_chain():
     d = GaussianDiffusion(linear_beta_schedule(1000))
@@ -95,7 +95,7 @@ def test_injecting_a_branch_its_own_attention_changes_nothing(editor, videos):
     torch.testing.assert_close(edited, rebuilt)
 
 
-# --- per-frame editing with cross-frame attention --------------------------------------------------------------------
+# --- per-frame editing with cross-frame attention ------------------------------------------------------------------
 
 def test_per_frame_denoiser_sees_one_frame_and_cross_frame_sees_frame_zero(editor, videos):
     net, t = editor.t2v.net, torch.tensor([50, 50])
@@ -121,7 +121,7 @@ def test_every_mode_edits_every_video(editor, videos):
         assert edited.shape == videos.shape and edited.abs().max() <= 1
 
 
-# --- bad input ---------------------------------------------------------------------------------------------------------
+# --- bad input -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("strength", [0, -0.2, 1.5])
 def test_strength_outside_zero_one_is_rejected(editor, videos, strength):

@@ -64,14 +64,13 @@ def sdedit(diffusion: GaussianDiffusion, model, source: torch.Tensor, strength: 
     mask = None if mask is None else mask.to(source)
     t0 = max(round(strength * diffusion.num_steps) - 1, 0)
     eps = randn(source.shape, generator, source.device, source.dtype)
-    x = diffusion.q_sample(source, torch.full((len(source),), t0, device=source.device), eps)
+    noised = lambda t: diffusion.q_sample(source, torch.full((len(source),), int(t), device=source.device), eps)
 
     def put_back(t: int, x: torch.Tensor) -> torch.Tensor:
-        known = source if t < 0 else diffusion.q_sample(source, torch.full((len(source),), int(t), device=x.device), eps)
-        return mask * x + (1 - mask) * known
+        return mask * x + (1 - mask) * (source if t < 0 else noised(t))
 
-    return diffusion.ddim_sample(model, source.shape, max(1, round(strength * steps)), cond=cond, x_T=x, t_start=t0,
-                                 callback=put_back if mask is not None else None, progress=progress)
+    return diffusion.ddim_sample(model, source.shape, max(1, round(strength * steps)), cond=cond, x_T=noised(t0),
+                                 t_start=t0, callback=put_back if mask is not None else None, progress=progress)
 
 
 @torch.inference_mode()
