@@ -74,7 +74,7 @@ class AnomalyBenchmark:
         self.normal = np.asarray(normal_classes(unseen_digit))
         room = config.size - config.digit_size
         self.period = math.ceil(2 * room / config.speed)  # frames of one round trip: a teleport skips less
-        self.min_jump = min(config.digit_size, room) / 2
+        self.min_jump = min(config.digit_size, room - config.speed) / 2
         long = max(max(SPEEDUPS) * config.frames, config.frames + self.period + 1)
         # the normal paths, longer than the videos so that τ(t) can run ahead
         self.data = MovingMNIST(n * len(kinds), preset, split, seed,
@@ -122,12 +122,12 @@ class AnomalyBenchmark:
         return videos, labels, info
 
     def _skip(self, path: torch.Tensor, onset: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Δ (B, 1): a uniform choice among the skips 2 … period whose jump |p(k + Δ) − p(k − 1)| is ≥ min_jump.
+        """Δ (B, 1): a uniform choice among the skips 2 … period + 1 whose jump |p(k + Δ) − p(k − 1)| is ≥ min_jump.
 
-        One round trip visits every position of the path, so some skip always jumps half the room or more.
+        One round trip comes within a step of both walls, and one of them is half the room away or more.
         """
         B = len(path)
-        skips = torch.arange(2, self.period + 1)  # (D,)
+        skips = torch.arange(2, self.period + 2)  # (D,)
         rows = torch.arange(B)[:, None]
         jump = (path[rows, onset + skips] - path[rows, onset - 1]).norm(dim=-1)  # (B, D)
         valid = jump >= self.min_jump
