@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from tinyvdm.metrics import auroc, average_precision
+from tinyvdm.metrics import auroc, average_precision, roc_curve
 
 
 def pairwise_auroc(s, y) -> float:
@@ -57,6 +57,30 @@ def test_ranking_is_invariant_to_monotone_transforms():
     assert average_precision(s.exp(), y) == pytest.approx(average_precision(s, y))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_area_under_the_roc_corners_is_the_auroc_ties_included(seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(50, generator=g, dtype=torch.float64).round(decimals=1)  # ties across the classes
+    y = torch.rand(50, generator=g) < 0.4
+    fpr, tpr, thresholds = roc_curve(s, y)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and (fpr.diff() >= 0).all() and (tpr.diff() >= 0).all()
+    assert torch.trapezoid(tpr, fpr).item() == pytest.approx(auroc(s, y), abs=1e-12)
+    k = len(thresholds) // 2  # a corner is the rates of the prediction s >= its threshold
+    predicted = s >= thresholds[k]
+    assert tpr[k].item() == pytest.approx((predicted & y).sum().item() / y.sum().item())
+    assert fpr[k].item() == pytest.approx((predicted & ~y).sum().item() / (~y).sum().item())
+
+
+def test_thresholded_scores_have_the_auroc_of_one_corner():
+    """0/1 predictions have a two-segment ROC through (FPR, TPR): AUROC = (TPR + 1 − FPR) / 2, the balanced accuracy."""
+    s = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.6])
+    y = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1]).bool()
+    predicted = s >= 0.65
+    tpr, fpr = (predicted & y).sum() / y.sum(), (predicted & ~y).sum() / (~y).sum()
+    assert auroc(predicted.float(), y) == pytest.approx(((tpr + 1 - fpr) / 2).item())
+    assert auroc(predicted.float(), y) < auroc(s, y)
+
+
 @pytest.mark.parametrize("scores, labels, message", [
     ([0.1, 0.2, 0.3], [0, 1], r"same shape, got \(3,\) and \(2,\)"),
     ([0.1, 0.2, 0.3], [0, 1, 2], r"binary labels .* \[0, 1, 2\]"),
@@ -64,6 +88,6 @@ def test_ranking_is_invariant_to_monotone_transforms():
     ([0.1, float("nan"), 0.3], [0, 1, 0], r"finite scores"),
 ])
 def test_bad_input_is_named(scores, labels, message):
-    for metric in (auroc, average_precision):
+    for metric in (auroc, average_precision, roc_curve):
         with pytest.raises(ValueError, match=message):
             metric(torch.tensor(scores), torch.tensor(labels))

@@ -38,6 +38,22 @@ def average_precision(scores, labels) -> float:
     return ((positives * positives_at_least / at_least).sum() / y.sum()).item()
 
 
+def roc_curve(scores, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fpr, tpr, thresholds): the ROC curve's corners, one per distinct score from the highest down, after (0, 0).
+
+    Predicting "anomalous" for s ≥ threshold gives the point (fpr, tpr); tied scores move both at once, so the
+    trapezoidal area under the corners is `auroc` exactly (a tie's diagonal segment counts it half).
+    """
+    s, y = _check(scores, labels)
+    values, inverse = torch.unique(s, return_inverse=True)
+    positives = torch.zeros(len(values), dtype=torch.float64).index_add_(0, inverse, y.double())
+    negatives = torch.zeros(len(values), dtype=torch.float64).index_add_(0, inverse, (~y).double())
+    tpr = torch.cat([torch.zeros(1, dtype=torch.float64), positives.flip(0).cumsum(0) / y.sum()])
+    fpr = torch.cat([torch.zeros(1, dtype=torch.float64), negatives.flip(0).cumsum(0) / (~y).sum()])
+    thresholds = torch.cat([torch.full((1,), float("inf"), dtype=torch.float64), values.flip(0)])
+    return fpr, tpr, thresholds
+
+
 def _check(scores, labels) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat float64 scores and bool labels, or an error naming what is wrong."""
     s, y = torch.as_tensor(scores), torch.as_tensor(labels)
