@@ -92,6 +92,12 @@ def test_the_unseen_class_appears_only_in_its_anomalous_frames(sample):
     assert (info["digits"][appearance, -1] != info["digits"][appearance, 0]).all()
 
 
+def test_the_caption_names_the_normal_video_each_one_was_made_from(sample):
+    _, _, info, _ = sample
+    first = [c.split()[2] for c in info["caption"]]  # "the digit 4 moves down"
+    assert first == [str(d) for d in info["digits"][:, 0].tolist()]
+
+
 def test_normal_training_data_never_shows_the_unseen_class():
     data = MovingMNIST(3000, classes=normal_classes(9))
     digits = data.sample_labels(range(3000))["digits"]

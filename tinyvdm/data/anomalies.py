@@ -32,7 +32,7 @@ import math
 import numpy as np
 import torch
 
-from .moving_mnist import MovingMNIST, _uniform, make_config
+from .moving_mnist import MovingMNIST, _uniform, caption, make_config
 
 KINDS = ("normal", "teleport", "speed", "freeze", "occluder", "appearance", "unseen_digit")
 SPEEDUPS = (2, 3)
@@ -50,7 +50,8 @@ class AnomalyBenchmark:
     (seed, split, i); `batch(indices) -> (videos (B, 1, T, H, W) in [-1, 1], frame_labels (B, T) bool, info)`.
 
     info: "kind" (B,) names, "onset" and "end" (B,) the anomalous span [onset, end) (T, T for normal videos),
-    "digits" (B, T) the class shown in each frame, "positions" (B, T, 2) the digit's centre (y, x) in each frame.
+    "digits" (B, T) the class shown in each frame, "positions" (B, T, 2) the digit's centre (y, x) in each frame,
+    "caption" (B,) the caption of the normal video it was made from (its first digit and direction).
     Moving MNIST options (`frames=16`, ...) override the preset's; the benchmark needs one bouncing digit.
     """
 
@@ -117,8 +118,9 @@ class AnomalyBenchmark:
         labels = (t >= onset) & (t < end)  # (B, T)
         occluded = (labels & is_kind["occluder"])[:, None, :, None, None] & self._square(u(107), u(108), u(109))
         videos = torch.where(occluded, u(106).float().view(B, 1, 1, 1, 1), videos)  # grey to white: video values in [0, 1)
+        captions = [caption(d, r) for d, r in zip(paths["digits"].tolist(), paths["direction"].tolist())]
         info = {"kind": kind.tolist(), "onset": onset[:, 0], "end": end[:, 0], "digits": digits,
-                "positions": positions}
+                "positions": positions, "caption": captions}
         return videos, labels, info
 
     def _skip(self, path: torch.Tensor, onset: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
