@@ -8,7 +8,8 @@ prompts in the first phrasing ("the digit 3 moves left" -> "the digit 8 moves le
 another, drawn per video), change the direction (to the opposite), change both. Methods (tinyvdm.pipelines.editing):
 SDEdit at a few strengths; DDIM inversion, then regeneration under the target prompt with the source's self- and
 temporal-attention maps injected while t > τ (τ = N − 1: none); SDEdit frame by frame in image mode, without and
-with cross-frame keys and values. Scores are means over the videos, read by the course's evaluator:
+with cross-frame keys and values. Scores are means over the videos, read by the course's evaluator
+(`edit_scores` in tinyvdm.pipelines.editing):
 
     edit_success    the target digit and the target direction both read
     digit_acc, direction_acc
@@ -30,65 +31,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
-from tinyvdm.data import MovingMNIST, caption
-from tinyvdm.data.moving_mnist import STEPS
+from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
-from tinyvdm.metrics.evaluator import fit_bouncing_motion, score_readings
-from tinyvdm.pipelines.editing import VideoEditor, reconstruct
+from tinyvdm.pipelines.editing import EDITS, VideoEditor, edit_prompts, edit_scores, edit_targets, reconstruct
 from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo
 
-EDITS = ("digit", "direction", "both")
 RESULTS = CHECKPOINT.parent / "editing.json"
-
-
-def targets(labels: dict, edit: str, data: MovingMNIST, seed: int) -> dict[str, torch.Tensor]:
-    """What each edited video should show: digit (B,), direction (B,) and positions (B, T, 2)."""
-    digit, direction, positions = labels["digits"][:, 0], labels["direction"][:, 0], labels["positions"][:, :, 0]
-    if edit in ("digit", "both"):
-        shift = torch.randint(1, 10, digit.shape, generator=torch.Generator().manual_seed(seed))
-        digit = (digit + shift) % 10
-    if edit in ("direction", "both"):
-        c = data.config
-        lo, room = (c.digit_size - 1) / 2, c.size - c.digit_size
-        step = torch.tensor(STEPS)[(direction + 4) % 8] * c.speed  # (B, 2) the opposite way
-        corner = positions[:, :1] - lo + step[:, None] * torch.arange(c.frames)[:, None]  # (B, T, 2)
-        positions = lo + room - (room - corner.remainder(2 * room)).abs()  # bouncing, as the data does
-        direction = fit_bouncing_motion(positions, c.digit_size, c.size)["direction"]  # the way it visibly goes
-    return {"digit": digit, "direction": direction, "positions": positions}
-
-
-def prompts(digits: torch.Tensor, directions: torch.Tensor) -> list[str]:
-    """"the digit 3 moves left" for each (digit, direction)."""
-    return [caption([d], [r]) for d, r in zip(digits.tolist(), directions.tolist())]
-
-
-def flicker(videos: torch.Tensor, positions: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean |crop_{t+1} − crop_t| (B,) of size×size crops centred on `positions` (B, T, 2) of videos (B, 1, T, H, W)."""
-    B, _, T, H, W = videos.shape
-    frames = F.pad(videos[:, 0], (size, size, size, size), value=-1)  # (B, T, H + 2s, W + 2s), background around
-    corner = ((positions - (size - 1) / 2).round().long() + size).clamp(0, H + size)  # (B, T, 2) in the padded frame
-    i = torch.arange(size)
-    rows = rearrange(corner[..., 0, None] + i, "b t r -> b t r 1")
-    cols = rearrange(corner[..., 1, None] + i, "b t c -> b t 1 c")
-    video, frame = torch.arange(B)[:, None, None, None], torch.arange(T)[None, :, None, None]
-    crops = frames[video, frame, rows, cols]  # (B, T, s, s)
-    return (crops[:, 1:] - crops[:, :-1]).abs().mean((1, 2, 3))
-
-
-def score(ev: Evaluator, videos: torch.Tensor, target: dict, digit_size: int, seconds: float) -> dict:
-    readings = ev.read(videos)
-    scores = score_readings(readings, target["digit"], target["direction"], target["positions"])
-    distance = (readings["positions"] - target["positions"]).norm(dim=-1).mean(1)  # (B,) pixels
-    right = (readings["digit"] == target["digit"]) & (readings["direction"] == target["direction"])
-    return {"edit_success": right.float().mean().item(), "digit_acc": scores["digit_acc"],
-            "direction_acc": scores["direction_acc"], "traj_error": distance.mean().item(),
-            "within_2px": (distance <= 2).float().mean().item(), "identity": scores["identity_consistency"],
-            "flicker": flicker(videos, readings["positions"], digit_size).mean().item(),
-            "seconds": seconds / len(videos)}
 
 
 def methods(editor: VideoEditor, args) -> dict:
@@ -111,18 +61,18 @@ def run(args) -> dict:
     data = MovingMNIST(args.n, split="test", seed=args.seed)
     videos, _, labels = data.batch(range(args.n))
     digit_size = data.config.digit_size
-    source_prompts = prompts(labels["digits"][:, 0], labels["direction"][:, 0])
+    source_prompts = edit_prompts(labels["digits"][:, 0], labels["direction"][:, 0])
     rows = []
     for edit in EDITS:
-        target = targets(labels, edit, data, args.seed)
-        target_prompts = prompts(target["digit"], target["direction"])
-        rows.append({"edit": edit, "method": "source", **score(ev, videos, target, digit_size, 0.0)})
+        target = edit_targets(labels, edit, data.config, args.seed)
+        target_prompts = edit_prompts(target["digit"], target["direction"])
+        rows.append({"edit": edit, "method": "source", **edit_scores(ev, videos, target, digit_size)})
         for name, fn in methods(editor, args).items():
             began = time.perf_counter()
             edited = torch.cat([fn(videos[i:i + args.batch], source_prompts[i:i + args.batch],
                                    target_prompts[i:i + args.batch]).cpu() for i in range(0, args.n, args.batch)])
             rows.append({"edit": edit, "method": name,
-                         **score(ev, edited, target, digit_size, time.perf_counter() - began)})
+                         **edit_scores(ev, edited, target, digit_size, time.perf_counter() - began)})
             print(edit, name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)}, flush=True)
     ids = editor.t2v.net.tokenizer(source_prompts).to(device)
     recon = []

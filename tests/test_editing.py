@@ -3,9 +3,11 @@ and cross-frame attention as identities on a tiny text-to-video net, and bad inp
 import pytest
 import torch
 
+from tinyvdm.data import MovingMNIST
 from tinyvdm.diffusion import GaussianDiffusion, classifier_free_guidance, cosine_beta_schedule, linear_beta_schedule
 from tinyvdm.diffusion.toy import ring_mixture
-from tinyvdm.pipelines.editing import VideoEditor, image_mode_denoiser, inject_attention, reconstruct, sdedit
+from tinyvdm.pipelines.editing import (VideoEditor, edit_targets, flicker, image_mode_denoiser, inject_attention,
+                                       reconstruct, sdedit)
 from tinyvdm.pipelines.t2v import TextToVideo
 from tinyvdm.train import get_preset, load_checkpoint, train
 
@@ -121,6 +123,48 @@ def test_every_mode_edits_every_video(editor, videos):
         assert edited.shape == videos.shape and edited.abs().max() <= 1
 
 
+# --- measuring an edit against Moving MNIST's truth ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moving():
+    data = MovingMNIST(64, split="test", seed=0)
+    return data, data.sample_labels(range(64))
+
+
+def test_digit_edit_changes_the_digit_and_keeps_the_motion(moving):
+    data, labels = moving
+    target = edit_targets(labels, "digit", data.config)
+    assert (target["digit"] != labels["digits"][:, 0]).all()
+    assert torch.equal(target["direction"], labels["direction"][:, 0])
+    assert torch.equal(target["positions"], labels["positions"][:, :, 0])
+
+
+def test_direction_edit_starts_where_the_source_starts_and_steps_the_other_way(moving):
+    data, labels = moving
+    c, source = data.config, labels["positions"][:, :, 0]
+    target = edit_targets(labels, "direction", data.config)
+    lo, hi = (c.digit_size - 1) / 2, (c.digit_size - 1) / 2 + c.size - c.digit_size
+    clear = ((source[:, 0] - lo >= c.speed) & (hi - source[:, 0] >= c.speed)).all(1)  # no wall within one step
+    assert torch.equal(target["positions"][:, 0], source[:, 0])
+    assert clear.sum() > 10
+    step = lambda p: p[:, 1] - p[:, 0]
+    assert torch.equal(step(target["positions"])[clear], -step(source)[clear])
+    assert torch.equal(target["direction"][clear], (labels["direction"][clear, 0] + 4) % 8)
+    assert target["positions"].min() >= lo and target["positions"].max() <= hi
+    both = edit_targets(labels, "both", data.config)
+    assert torch.equal(both["positions"], target["positions"])
+    assert torch.equal(both["digit"], edit_targets(labels, "digit", data.config)["digit"])
+
+
+def test_flicker_is_zero_on_real_videos_at_their_true_positions_and_grows_with_shuffled_frames(moving):
+    data, labels = moving
+    videos = data.render(labels["source"], labels["positions"])
+    positions = labels["positions"][:, :, 0]
+    assert flicker(videos, positions, data.config.digit_size).max() == 0
+    shuffled = videos[:, :, torch.tensor([0, 5, 2, 7, 1, 4, 6, 3])]
+    assert flicker(shuffled, positions, data.config.digit_size).mean() > 0.1
+
+
 # --- bad input -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("strength", [0, -0.2, 1.5])
@@ -146,6 +190,12 @@ def test_prompt_counts_must_match_the_videos(editor, videos):
         editor.sdedit(videos, [TARGET] * 3, 0.5)
     with pytest.raises(ValueError, match=r"one prompt per video \(2\), got 1"):
         editor.inject(videos, [SOURCE, SOURCE], [TARGET], tau=50)
+
+
+def test_unknown_edit_is_rejected(moving):
+    data, labels = moving
+    with pytest.raises(ValueError, match="edit must be one of"):
+        edit_targets(labels, "colour", data.config)
 
 
 def test_unknown_mode_and_misshapen_mask_are_rejected(editor, videos):

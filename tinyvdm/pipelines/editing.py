@@ -29,6 +29,9 @@ so every frame draws its appearance from frame 0.
     edited = editor.sdedit(videos, "the digit 8 moves left", strength=0.6)
     edited = editor.sdedit(videos, "the digit 8 moves left", strength=0.6, mode="cross_frame")
     edited, rebuilt = editor.inject(videos, source_prompts, target_prompts, tau=600)
+
+Measured against Moving MNIST's truth (`edit_targets`, `edit_scores`): whether the evaluator reads the target digit
+and direction, how far the digit strays from the trajectory it should follow, and how much it flickers.
 """
 from __future__ import annotations
 
@@ -36,13 +39,17 @@ from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import torch
-from einops import repeat
+import torch.nn.functional as F
+from einops import rearrange, repeat
 
+from ..data import caption
+from ..data.moving_mnist import STEPS
 from ..diffusion import GaussianDiffusion, classifier_free_guidance
 from ..diffusion._batch import check_steps, randn
 from ..models.attention import Attention, SpatialAttention, _sparse_causal
 
 MODES = ("video", "per_frame", "cross_frame")
+EDITS = ("digit", "direction", "both")
 
 
 @torch.inference_mode()
@@ -187,6 +194,71 @@ class VideoEditor:
             raise ValueError(f"expected one prompt per video ({len(videos)}), got {len(prompts)} prompts")
         device = self.t2v.net.null_ids.device
         return videos.to(device), self.t2v.net.tokenizer(prompts).to(device)
+
+
+def edit_targets(labels: dict, edit: str, config, seed: int = 0) -> dict[str, torch.Tensor]:
+    """What each edited video should show: digit (B,), direction (B,) and positions (B, T, 2) (y, x).
+
+    `labels` of a Moving MNIST batch of one digit per video, `config` its `MovingMNISTConfig`. "digit": another digit
+    (drawn per video from `seed`), the same motion; "direction": the same digit from the same start moving the
+    opposite way, bouncing as the data does; "both": both changes.
+    """
+    from ..metrics.evaluator import fit_bouncing_motion
+
+    if edit not in EDITS:
+        raise ValueError(f"edit must be one of {EDITS}, got {edit!r}")
+    digit, direction, positions = labels["digits"][:, 0], labels["direction"][:, 0], labels["positions"][:, :, 0]
+    if edit in ("digit", "both"):
+        shift = torch.randint(1, 10, digit.shape, generator=torch.Generator().manual_seed(seed))
+        digit = (digit + shift) % 10
+    if edit in ("direction", "both"):
+        c = config
+        lo, room = (c.digit_size - 1) / 2, c.size - c.digit_size
+        step = torch.tensor(STEPS)[(direction + 4) % 8] * c.speed  # (B, 2) the opposite way
+        corner = positions[:, :1] - lo + step[:, None] * torch.arange(c.frames)[:, None]  # (B, T, 2)
+        positions = lo + room - (room - corner.remainder(2 * room)).abs()  # bouncing, as the data does
+        direction = fit_bouncing_motion(positions, c.digit_size, c.size)["direction"]  # the way it visibly goes
+    return {"digit": digit, "direction": direction, "positions": positions}
+
+
+def edit_prompts(digits: torch.Tensor, directions: torch.Tensor) -> list[str]:
+    """"the digit 3 moves left" for each (digit, direction), in the first phrasing."""
+    return [caption([d], [r]) for d, r in zip(digits.tolist(), directions.tolist())]
+
+
+def flicker(videos: torch.Tensor, positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean |crop_{t+1} − crop_t| (B,) of size×size crops centred on `positions` (B, T, 2) of videos (B, 1, T, H, W):
+    how much the digit's appearance changes from frame to frame once its motion is taken out."""
+    B, _, T, H, W = videos.shape
+    frames = F.pad(videos[:, 0], (size, size, size, size), value=-1)  # (B, T, H + 2s, W + 2s), background around
+    corner = ((positions - (size - 1) / 2).round().long() + size).clamp(0, H + size)  # (B, T, 2) in the padded frame
+    i = torch.arange(size)
+    rows = rearrange(corner[..., 0, None] + i, "b t r -> b t r 1")
+    cols = rearrange(corner[..., 1, None] + i, "b t c -> b t 1 c")
+    video, frame = torch.arange(B)[:, None, None, None], torch.arange(T)[None, :, None, None]
+    crops = frames[video, frame, rows, cols]  # (B, T, s, s)
+    return (crops[:, 1:] - crops[:, :-1]).abs().mean((1, 2, 3))
+
+
+def edit_scores(evaluator, videos: torch.Tensor, target: dict, digit_size: int, seconds: float = 0.0) -> dict:
+    """Means over edited videos, read by the evaluator against `edit_targets`:
+
+    edit_success (target digit and direction both read), digit_acc, direction_acc, traj_error (mean distance in
+    pixels of the read digit centres from the target positions), within_2px (share of videos with traj_error ≤ 2),
+    identity (share of frames showing the video's digit), flicker (see `flicker`, at the read centres) and
+    seconds per video (of `seconds` for them all).
+    """
+    from ..metrics.evaluator import score_readings
+
+    readings = evaluator.read(videos)
+    scores = score_readings(readings, target["digit"], target["direction"], target["positions"])
+    distance = (readings["positions"] - target["positions"]).norm(dim=-1).mean(1)  # (B,) pixels
+    right = (readings["digit"] == target["digit"]) & (readings["direction"] == target["direction"])
+    return {"edit_success": right.float().mean().item(), "digit_acc": scores["digit_acc"],
+            "direction_acc": scores["direction_acc"], "traj_error": distance.mean().item(),
+            "within_2px": (distance <= 2).float().mean().item(), "identity": scores["identity_consistency"],
+            "flicker": flicker(videos, readings["positions"], digit_size).mean().item(),
+            "seconds": seconds / len(videos)}
 
 
 @contextmanager
