@@ -10,7 +10,7 @@ from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule
 from tinyvdm.diffusion.toy import Empirical
 from tinyvdm.metrics import auroc
 from tinyvdm.pipelines.anomaly import (centroids, constant_velocity_scores, evaluate, frame_difference_scores,
-                                       reconstruction_scores, smooth, zscore)
+                                       prediction_scores, reconstruction_scores, smooth, zscore)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +155,41 @@ def test_an_exact_denoiser_of_the_normal_videos_puts_the_error_on_the_anomalous_
     assert s.shape == (len(rows), bench.frames) and torch.allclose(s, expected, atol=1e-5)
     before = torch.arange(bench.frames) < info["onset"][rows, None]
     assert (s[before] < 1e-5).all()
+
+
+def test_an_exact_denoiser_predicts_each_frame_of_the_normal_video_from_its_past(bench, sample):
+    """Given the frames before t, the posterior over the finite set of normal videos picks the video's own normal
+    version, so frame t is predicted as its normal frame: s_t is the squared difference from it, 0 before the anomaly.
+    (Frames 2 and 3, with two or three noisy known frames, can still be ambiguous among the set: checked from 4 on.)"""
+    videos, labels, info, normal = sample
+    rows = torch.arange(0, 2 * len(KINDS))
+    diffusion = GaussianDiffusion(cosine_beta_schedule(100), prediction="v")
+    model = Empirical(normal[rows]).denoiser(diffusion)
+    s, predicted = prediction_scores(diffusion, model, videos[rows], t_start=60, steps=6, draws=2,
+                                     generator=torch.Generator().manual_seed(0), return_frames=True)
+    expected = (videos[rows] - normal[rows]).square().mean((1, 3, 4))
+    assert s.shape == (len(rows), bench.frames) and torch.equal(s[:, 0], s[:, 2]) and torch.equal(s[:, 1], s[:, 2])
+    assert torch.allclose(s[:, 4:], expected[:, 4:], atol=1e-4)
+    assert torch.allclose(predicted[:, :, 4:], normal[rows][:, :, 4:], atol=1e-4)
+    assert torch.equal(predicted[:, :, :2], videos[rows][:, :, :2])  # too little past: the input frames
+    teleport = torch.tensor([k == "teleport" for k in info["kind"]])[rows]
+    k = info["onset"][rows][teleport]
+    assert (s[teleport, k] > 0.01).all()  # the jump is not what the past predicts
+
+
+def test_prediction_is_seeded_min_is_at_most_mean_and_bad_context_is_named():
+    videos = torch.rand(2, 1, 5, 8, 8) * 2 - 1
+    diffusion = GaussianDiffusion(cosine_beta_schedule(50))
+    model = lambda x_t, t, cond=None: 0.3 * x_t
+    run = lambda seed, **kw: prediction_scores(diffusion, model, videos, 30, steps=3, draws=3,
+                                               generator=torch.Generator().manual_seed(seed), **kw)
+    assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1))
+    assert (run(0, reduction="min") <= run(0) + 1e-7).all()
+    assert torch.equal(run(0, context=1)[:, 0], run(0, context=1)[:, 1])
+    with pytest.raises(ValueError, match=r"1 <= context < T = 5, got 5"):
+        run(0, context=5)
+    with pytest.raises(ValueError, match=r"reduction 'mean' or 'min'"):
+        run(0, reduction="max")
 
 
 def test_reconstruction_is_seeded_and_passes_the_condition_through():

@@ -12,6 +12,13 @@ know towards what it does, so the frame error, averaged over K noise draws ε⁽
 is large on abnormal frames. t_s is the dial: near 0 the noise is small and any video comes back (even an
 abnormal one); near N − 1 the video is forgotten and even a normal one comes back different.
 
+Future prediction with the same unconditional video model, by the replacement method (VDM, Ho et al. 2022, §3.1):
+to score frame t, the frames before it are known. Noise the video to t_s and run DDIM back, putting the known
+frames back at every step as their own noising to the current step, q(x_τ | x_0); the model fills in frames t, …
+in agreement with the past, and s_t is frame t's error (mean, or min, over K draws). With t_s = N − 1 frame t is
+predicted from the past alone; a smaller t_s also keeps part of frame t itself. A frame that does not follow from
+its past — a jump, a stop, a new digit, a square — is predicted wrong.
+
 Two baselines that know nothing but the pixels:
     frame difference      s_t = mean |x_t − x_{t−1}|
     constant velocity     track the digit by its intensity-weighted centroid c_t, predict
@@ -20,27 +27,33 @@ Two baselines that know nothing but the pixels:
 Frames with too little past for a score (the first, or the first two) take the first score there is.
 
 `zscore` (per video) and `smooth` (a moving average over frames) post-process any score; `evaluate` gives
-frame-level AUROC and AP per anomaly type of `tinyvdm.data.anomalies`. The issue's other score, conditional
-future prediction (K samples of the next frames given the past), needs a frame-conditioned model: not yet here.
+frame-level AUROC and AP per anomaly type of `tinyvdm.data.anomalies`.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
-from einops import reduce, repeat
+from einops import rearrange, reduce, repeat
 
 from ..diffusion import GaussianDiffusion
 from ..diffusion._batch import randn
 from ..metrics.ranking import auroc, average_precision
 
+# the course's detector: the t2v preset trained on normal videos only (no 9s); its card says how and what it scores
+CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "anomaly.pt"
+
 
 @torch.inference_mode()
 def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor, t_start: int, steps: int = 10,
-                          draws: int = 1, cond=None, generator: torch.Generator | None = None) -> torch.Tensor:
+                          draws: int = 1, cond=None, generator: torch.Generator | None = None,
+                          return_frames: bool = False):
     """s (B, T): each frame's squared error after noising to step `t_start` and `steps` DDIM steps back, mean of `draws`.
 
     `model(x_t, t, cond)` is any denoiser of the chain; `cond` (B, …) is repeated for the draws (a caption-conditioned
-    model runs unconditionally with cond=None, or with the videos' captions).
+    model runs unconditionally with cond=None, or with the videos' captions). return_frames: also x̂_0 (B, C, T, H, W)
+    of the first draw.
     """
     _check_videos(videos)
     if draws < 1:
@@ -50,7 +63,50 @@ def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Ten
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     x_t = diffusion.q_sample(x0, torch.full((len(x0),), t_start, device=x0.device), noise)
     x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond, x_T=x_t, t_start=t_start)
-    return reduce((x0_hat - x0) ** 2, "(k b) c t h w -> b t", "mean", k=draws)
+    scores = reduce((x0_hat - x0) ** 2, "(k b) c t h w -> b t", "mean", k=draws)
+    return (scores, x0_hat[:len(videos)]) if return_frames else scores
+
+
+@torch.inference_mode()
+def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor, t_start: int | None = None,
+                      steps: int = 10, draws: int = 1, cond=None, context: int = 2, reduction: str = "mean",
+                      generator: torch.Generator | None = None, return_frames: bool = False):
+    """s (B, T): frame t's squared error when predicted from frames [0, t) (replacement method), mean or min of `draws`.
+
+    Frames t ≥ `context` are scored, one DDIM run each (B·(T − context)·draws videos in one batch); earlier frames,
+    with too little past to say where the digit goes, take the first score. t_start=None is N − 1 (pure prediction).
+    return_frames: also the predictions (B, C, T, H, W) of the first draw, frame t predicted from frames [0, t)
+    (frames before `context`: the input's).
+    """
+    _check_videos(videos)
+    B, T = videos.shape[0], videos.shape[2]
+    t_start = diffusion.num_steps - 1 if t_start is None else t_start
+    if not 1 <= context < T:
+        raise ValueError(f"context must leave a frame to predict: 1 <= context < T = {T}, got {context}")
+    if draws < 1 or reduction not in ("mean", "min"):
+        raise ValueError(f"expected draws >= 1 and reduction 'mean' or 'min', got draws={draws}, {reduction!r}")
+    targets = torch.arange(context, T, device=videos.device)  # (P,) the frame each run predicts
+    P = len(targets)
+    x0 = repeat(videos, "b c t h w -> (k p b) c t h w", k=draws, p=P)
+    known = repeat(torch.arange(T, device=videos.device) < targets[:, None], "p t -> (k p b) 1 t 1 1", k=draws, b=B)
+    cond = None if cond is None else repeat(cond, "b ... -> (k p b) ...", k=draws, p=P)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
+    at = lambda t: torch.full((len(x0),), t, device=x0.device)
+
+    def put_back(t, x):  # the known frames, noised to step t with the same ε (t = −1: the frames themselves)
+        return torch.where(known, x0 if t < 0 else diffusion.q_sample(x0, at(t), noise), x)
+
+    x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond,
+                                   x_T=diffusion.q_sample(x0, at(t_start), noise), t_start=t_start, callback=put_back)
+    error = reduce((x0_hat - x0) ** 2, "(k p b) c t h w -> k b p t", "mean", k=draws, p=P)
+    error = error[:, :, torch.arange(P), targets]  # (K, B, P): run p's error on its own frame
+    error = error.mean(0) if reduction == "mean" else error.amin(0)
+    scores = torch.cat([error[:, :1].expand(B, context), error], 1)
+    if not return_frames:
+        return scores
+    runs = rearrange(x0_hat[:P * B], "(p b) c t h w -> b c p t h w", p=P)
+    predicted = torch.cat([videos[:, :, :context], runs[:, :, torch.arange(P), targets]], 2)  # (B, C, T, H, W)
+    return scores, predicted
 
 
 def frame_difference_scores(videos: torch.Tensor) -> torch.Tensor:
@@ -105,6 +161,11 @@ def smooth(scores: torch.Tensor, window: int = 3) -> torch.Tensor:
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be an odd number of frames, got {window}")
     return F.avg_pool1d(scores[:, None], window, stride=1, padding=window // 2, count_include_pad=False)[:, 0]
+
+
+# the post-processings a benchmark compares, by name: each maps raw scores (B, T) to scores (B, T)
+POSTPROCESSING = {"raw": lambda s: s, "smoothed 3": lambda s: smooth(s, 3), "z-score": lambda s: zscore(s),
+                  "z-score, smoothed 3": lambda s: smooth(zscore(s), 3)}
 
 
 def evaluate(scores: torch.Tensor, labels: torch.Tensor, kinds: list[str]) -> dict[str, dict[str, float]]:
