@@ -143,18 +143,18 @@ def name_of(setting: dict) -> str:
     return f"reconstruction ({setting['cond']}, t_start={setting['t_start']}, {draws})"
 
 
-def candidates(det: Detector, pred_t_starts: list[int], draws: int) -> list[dict]:
+def candidates(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: int) -> list[dict]:
     """Every setting of the diffusion detectors the benchmark compares."""
     recon = [{"score": "reconstruction", "cond": c, "t_start": t, "draws": d}
              for c in det.conds for t in T_STARTS + ["all"] for d in range(1, draws + 1)]
     pred = [{"score": "prediction", "cond": "null", "t_start": t, "draws": d, "reduction": r}
-            for t in pred_t_starts for d in range(1, draws + 1) for r in (("mean", "min") if d > 1 else ("mean",))]
+            for t in pred_t_starts for d in range(1, pred_draws + 1) for r in (("mean", "min") if d > 1 else ("mean",))]
     both = [{"score": "combined", "reconstruction": a, "prediction": b}
-            for a in recon if a["t_start"] != "all" for b in pred if a["draws"] == b["draws"]]
+            for a in recon if a["t_start"] != "all" for b in pred]
     return recon + pred + both
 
 
-def choose(det: Detector, pred_t_starts: list[int], draws: int) -> dict:
+def choose(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: int) -> dict:
     """Every setting on the benchmark of det.seed; the best of each detector, and of each diffusion score, by mean AUROC."""
     baselines = {}
     for name, s in det.baselines().items():
@@ -162,7 +162,7 @@ def choose(det: Detector, pred_t_starts: list[int], draws: int) -> dict:
         best = max(rows, key=lambda p: rows[p]["mean"]["auroc"])
         baselines[name] = {"post": best, "mean_auroc": {p: round(r["mean"]["auroc"], 4) for p, r in rows.items()}}
     grid = []
-    for setting in candidates(det, pred_t_starts, draws):
+    for setting in candidates(det, pred_t_starts, draws, pred_draws):
         s, _ = det.scores(setting)
         for post in POST:
             table = det.table(s, post)
@@ -226,9 +226,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--choose_seed", type=int, default=1, help="the benchmark every setting is chosen on, default 1")
     parser.add_argument("--choose_n", type=int, default=None, help="videos per type when choosing (default --n)")
     parser.add_argument("--t_start", default="50,100,200,400,700", help="reconstruction: comma-separated steps")
-    parser.add_argument("--pred_t_start", default="999,500", help="prediction: comma-separated steps ('' for none)")
+    parser.add_argument("--pred_t_start", default="500,800", help="prediction: comma-separated steps ('' for none)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps back from t_start, default 10")
-    parser.add_argument("--draws", type=int, default=2, help="at most this many noise draws per video, default 2")
+    parser.add_argument("--draws", type=int, default=2, help="reconstruction: at most this many noise draws, default 2")
+    parser.add_argument("--pred_draws", type=int, default=2, help="prediction: at most this many draws (K), default 2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     det = Detector(args.ckpt, args.choose_n or args.n, args.choose_seed, args.steps, args.batch, device)
-    selection = choose(det, pred_t_starts, args.draws)
+    selection = choose(det, pred_t_starts, args.draws, args.pred_draws)
     det.save(args.out.with_name(args.out.stem + f"_seed{det.seed}.pt"))
     det = Detector(args.ckpt, args.n, args.seed, args.steps, args.batch, device)
     results = {"checkpoint": str(args.ckpt), **report(det, selection), "chosen": selection["chosen"],
