@@ -9,6 +9,7 @@ from tinyvdm.data.anomalies import KINDS, AnomalyBenchmark, normal_classes
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule
 from tinyvdm.diffusion.toy import Empirical
 from tinyvdm.metrics import auroc
+from tinyvdm.pipelines.anomaly import CHECKPOINT as DETECTOR
 from tinyvdm.pipelines.anomaly import (centroids, constant_velocity_scores, evaluate, frame_difference_scores,
                                        prediction_scores, reconstruction_scores, smooth, zscore)
 
@@ -229,3 +230,25 @@ def test_evaluate_scores_each_type_against_the_normal_frames(sample):
     assert all(row == {"auroc": 1.0, "ap": 1.0} for row in table.values())
     with pytest.raises(ValueError, match="only normal ones"):
         evaluate(labels[:1].float(), labels[:1], info["kind"][:1])
+
+
+@pytest.mark.skipif(not DETECTOR.exists(), reason="the detector is not trained yet: benchmarks/anomaly.py --export")
+def test_shipped_detector_loads_without_pickle_and_its_card_tells_how_it_was_made_and_what_it_scores():
+    import json
+    from tinyvdm.train import load_checkpoint
+    state = torch.load(DETECTOR, weights_only=True)  # plain tensors and containers only
+    assert set(state) == {"config", "step", "wall_s", "ema"}
+    assert all(v.dtype == torch.float16 for v in state["ema"].values() if v.is_floating_point())
+    card = json.loads(DETECTOR.with_suffix(".json").read_text())
+    assert card["command"].startswith("python -m tinyvdm train --preset t2v") and "--data.classes" in card["command"]
+    assert card["steps"] == state["step"] == state["config"]["steps"]
+    assert card["checkpoint_bytes"] == DETECTOR.stat().st_size
+    assert card["normal_classes"] == list(normal_classes(9)) == list(state["config"]["data"]["classes"])
+    bench = card["benchmark"]
+    assert bench["unseen_digit"] == 9 and not bench["checkpoint_saw_unseen_digit"]
+    assert bench["n_per_type"] >= 64 and bench["selection"]["seed"] != bench["seed"]  # chosen on other videos
+    for row in bench["rows"].values():
+        assert set(KINDS[1:]) | {"mean"} <= set(row)
+    assert bench["detector"] in bench["rows"]
+    _, config, task = load_checkpoint(DETECTOR)
+    assert task.video_shape == (1, 8, 32, 32) and tuple(config.data["classes"]) == normal_classes(9)
