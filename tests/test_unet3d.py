@@ -247,3 +247,31 @@ def test_patches_are_pixels_regrouped_so_frames_and_pixels_stay_where_they_were(
         UNet3D(patch_size=0)
     patches = F.pixel_unshuffle(torch.arange(16.0).reshape(1, 1, 4, 4), 2)
     assert patches[0, :, 0, 0].tolist() == [0, 1, 4, 5]  # one token = one 2x2 block of pixels
+
+
+def test_ctx_is_read_per_frame_and_pixel_and_its_level_changes_the_prediction():
+    """ctx frame k changes output frame k (and, through temporal layers, others), ctx_level changes everything."""
+    torch.manual_seed(0)
+    net = UNet3D(dim=8, dim_mults=(1, 2), heads=2, head_dim=8, ctx_channels=2, ctx_level=True).eval()
+    x, t = torch.randn(2, 1, 4, 16, 16), torch.tensor([3, 50])
+    ctx, level = torch.randn(2, 2, 4, 16, 16), torch.tensor([0.1, 0.5])
+    out = net(x, t, ctx=ctx, ctx_level=level)
+    ctx2 = ctx.clone()
+    ctx2[1, :, 2] += 1.0
+    out2 = net(x, t, ctx=ctx2, ctx_level=level, image_mode=True)
+    ref = net(x, t, ctx=ctx, ctx_level=level, image_mode=True)
+    changed = (out2 - ref).abs().amax(dim=(1, 3, 4))  # (B, T): in image mode only video 1, frame 2 moves
+    assert changed[1, 2] > 1e-3 and changed[0].max() == 0 and changed[1, [0, 1, 3]].max() == 0
+    assert (net(x, t, ctx=ctx, ctx_level=torch.tensor([0.1, 0.9])) - out)[1].abs().max() > 1e-4
+
+
+def test_ctx_errors_name_the_expected_shape():
+    net = UNet3D(dim=8, dim_mults=(1, 2), heads=2, head_dim=8, ctx_channels=2, ctx_level=True)
+    plain = UNet3D(dim=8, dim_mults=(1, 2), heads=2, head_dim=8)
+    x, t = torch.randn(2, 1, 4, 16, 16), torch.tensor([3, 5])
+    with pytest.raises(ValueError, match=r"expected ctx \(2, 2, 4, 16, 16\)"):
+        net(x, t, ctx=torch.randn(2, 2, 4, 8, 8), ctx_level=torch.rand(2))
+    with pytest.raises(ValueError, match="needs ctx_level"):
+        net(x, t, ctx=torch.randn(2, 2, 4, 16, 16))
+    with pytest.raises(ValueError, match="takes no ctx"):
+        plain(x, t, ctx=torch.randn(2, 2, 4, 16, 16))

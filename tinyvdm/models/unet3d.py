@@ -13,6 +13,12 @@ frames (B·T, C, H, W) kept channels-last, which a temporal conv reads as (B, C,
 Conditioning: `cond` (B, L, cond_dim) is a sequence of context vectors (e.g. text tokens); every
 attention level cross-attends to all L tokens, and token 0, the pooled vector, is added to the
 time embedding through a small MLP. `cond` (B, cond_dim) means L = 1.
+
+Frame conditioning (cascades, prediction, interpolation): `ctx` (B, ctx_channels, T, H, W) is
+concatenated to x_t channel-wise before the first conv — known frames and their mask (MCVD), or a
+low-resolution video resized to the output's size (Imagen Video's super-resolution stages).
+`ctx_level` (B,) in [0, 1], the noise level s of an augmented `ctx` (noise-conditioning
+augmentation, Ho et al. 2021), is embedded like t and added to the time embedding.
 """
 from __future__ import annotations
 
@@ -47,7 +53,8 @@ class UNet3D(nn.Module):
     def __init__(self, in_channels: int = 1, dim: int = 32, dim_mults: tuple[int, ...] = (1, 2, 4),
                  temporal_attention: str = "dense", cond_dim: int | None = None, out_channels: int | None = None,
                  num_res_blocks: int | tuple[int, ...] | None = None, attn_levels: tuple[int, ...] | None = None,
-                 heads: int = 4, head_dim: int = 32, groups: int = 8, time_scale: float = 1.0, patch_size: int = 1):
+                 heads: int = 4, head_dim: int = 32, groups: int = 8, time_scale: float = 1.0, patch_size: int = 1,
+                 ctx_channels: int = 0, ctx_level: bool = False):
         super().__init__()
         if temporal_attention not in TEMPORAL_ATTENTION:
             raise ValueError(f"temporal_attention must be one of {TEMPORAL_ATTENTION}, got {temporal_attention!r}")
@@ -63,6 +70,9 @@ class UNet3D(nn.Module):
             raise ValueError(f"num_res_blocks must be >= 1 per level of dim_mults {tuple(dim_mults)}, got {num_res_blocks}")
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.temporal_attention, self.cond_dim, self.time_scale = temporal_attention, cond_dim, time_scale
+        if ctx_channels < 0:
+            raise ValueError(f"ctx_channels must be >= 0, got {ctx_channels}")
+        self.ctx_channels = ctx_channels
         if patch_size < 1:
             raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
         self.dim, self.patch_size, self.factor = dim, patch_size, patch_size * 2 ** (len(dim_mults) - 1)
@@ -71,6 +81,8 @@ class UNet3D(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_mlp = (nn.Sequential(nn.Linear(cond_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
                          if cond_dim is not None else None)
+        self.level_mlp = (nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+                          if ctx_level else None)
 
         def block(c_in, c_out):
             return ResBlock(c_in, c_out, emb_dim, groups)
@@ -78,7 +90,7 @@ class UNet3D(nn.Module):
         def attention(c):
             return AttentionBlock(c, heads, head_dim, temporal_attention, cond_dim)
 
-        self.conv_in = nn.Conv2d(in_channels * patch_size ** 2, dim, 3, padding=1)
+        self.conv_in = nn.Conv2d((in_channels + ctx_channels) * patch_size ** 2, dim, 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c_prev = dim
         for level, c in enumerate(channels):
@@ -109,20 +121,27 @@ class UNet3D(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *,
-                image_mode: bool = False) -> torch.Tensor:
+                image_mode: bool = False, ctx: torch.Tensor | None = None,
+                ctx_level: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, C, T, H, W), t (B,), cond (B, L, cond_dim) | (B, cond_dim) | None -> (B, out_channels, T, H, W).
 
         image_mode: treat the T frames as independent images (temporal layers skipped).
+        ctx (B, ctx_channels, T, H, W): concatenated to x_t; ctx_level (B,) in [0, 1]: its augmentation noise level.
         """
         b, frames = self._check(x_t, t, cond)
+        self._check_ctx(x_t, ctx, ctx_level)
         emb = self.time_mlp(timestep_embedding(t.float() * self.time_scale, self.dim))
+        if self.level_mlp is not None:
+            emb = emb + self.level_mlp(timestep_embedding(ctx_level.float() * 1000, self.dim))
+        if ctx is not None:
+            x_t = torch.cat([x_t, ctx.to(x_t.dtype)], dim=1)
         context = None
         if cond is not None:
             cond = cond[:, None] if cond.ndim == 2 else cond
             emb = emb + self.cond_mlp(cond[:, 0])
             context = repeat(cond, "b l d -> (b t) l d", t=frames)
         emb = repeat(emb, "b e -> (b t) e", t=frames)
-        ctx = dict(emb=emb, frames=frames, context=context, image_mode=image_mode)
+        kw = dict(emb=emb, frames=frames, context=context, image_mode=image_mode)
 
         h = rearrange(x_t, "b c t h w -> (b t) c h w")
         h = F.pixel_unshuffle(h, self.patch_size).contiguous(memory_format=torch.channels_last)
@@ -130,16 +149,16 @@ class UNet3D(nn.Module):
         skips = []
         for level, layers in enumerate(self.down):
             for layer in layers:
-                h = layer(h, **ctx)
+                h = layer(h, **kw)
             skips.append(h)
             if level < len(self.downsample):
                 h = self.downsample[level](h)
         for layer in self.mid:
-            h = layer(h, **ctx)
+            h = layer(h, **kw)
         for level, layers in enumerate(self.up):  # lowest resolution first
             h = torch.cat([h, skips.pop()], dim=1)
             for layer in layers:
-                h = layer(h, **ctx)
+                h = layer(h, **kw)
             if level < len(self.upsample):
                 h = self.upsample[level](h)
         h = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch_size)
@@ -165,6 +184,21 @@ class UNet3D(nn.Module):
                 raise ValueError(f"expected cond ({b}, L, {self.cond_dim}) or ({b}, {self.cond_dim}), "
                                  f"got {tuple(cond.shape)}")
         return b, frames
+
+    def _check_ctx(self, x_t, ctx, ctx_level) -> None:
+        shape = (x_t.shape[0], self.ctx_channels, *x_t.shape[2:])
+        if self.ctx_channels == 0 and ctx is not None:
+            raise ValueError(f"this UNet3D takes no ctx (ctx_channels=0) but got ctx {tuple(ctx.shape)}")
+        if self.ctx_channels and (ctx is None or tuple(ctx.shape) != shape):
+            got = None if ctx is None else tuple(ctx.shape)
+            raise ValueError(f"expected ctx {shape} (ctx_channels={self.ctx_channels}, the size of x_t), got {got}")
+        if (self.level_mlp is not None) != (ctx_level is not None):
+            need = "needs ctx_level (B,) in [0, 1]" if self.level_mlp is not None else "has no ctx_level embedding"
+            got = None if ctx_level is None else tuple(ctx_level.shape)
+            raise ValueError(f"this UNet3D {need}, got ctx_level {got}")
+        if ctx_level is not None and tuple(ctx_level.shape) != (x_t.shape[0],):
+            raise ValueError(f"expected ctx_level of shape ({x_t.shape[0]},), one level per video, "
+                             f"got {tuple(ctx_level.shape)}")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
