@@ -46,7 +46,7 @@ from tinyvdm.data import PRESETS as VIDEO_PRESETS
 from tinyvdm.data import MovingMNIST
 from tinyvdm.distributed import World, barrier, setup, sum_across, teardown
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
-from tinyvdm.models import UNet3D, freeze_spatial
+from tinyvdm.models import UNet3D
 from tinyvdm.pipelines.sampling import SAMPLERS, sample
 
 if TYPE_CHECKING:
@@ -61,9 +61,6 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # keyword arguments of the model
     data: dict = field(default_factory=dict)  # keyword arguments of the dataset
     diffusion: dict = field(default_factory=dict)  # schedule, num_steps, prediction, min_snr_gamma
-    loss: dict = field(default_factory=dict)  # options of a task's loss that is not diffusion's (the autoencoder's)
-    init_from: str = ""  # a checkpoint whose EMA weights the model starts from ("": random initial weights)
-    train_only: str = "all"  # "all", or "temporal": spatial layers frozen (an image model turned into a video model)
     batch_size: int = 16
     micro_batches: int = 1  # split each batch into this many parts: gradient accumulation and/or DDP processes
     steps: int = 2000
@@ -76,7 +73,6 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     compile: bool = False
-    grad_checkpoint: bool = False  # every UNet3D recomputes its blocks in the backward pass: less memory, more compute
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
@@ -89,10 +85,8 @@ class TrainConfig:
 
 # Fields that change how a run is carried out but not the weights it ends with:
 # they may differ between a run and its resumption.
-RUN_KEYS = ("device", "threads", "compile", "grad_checkpoint", "out_dir", "ckpt_every", "snapshot_every", "log_every",
-            "progress")
+RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "snapshot_every", "log_every", "progress")
 PRECISIONS = ("fp32", "bf16")
-TRAIN_ONLY = ("all", "temporal")
 
 
 class ConfigError(ValueError):
@@ -140,8 +134,7 @@ def train(config: TrainConfig, task: Task | None = None, fresh: bool = False) ->
     try:
         torch.manual_seed(config.seed)  # the model's initial weights
         task = task if task is not None else build_task(config)
-        configure_backends(device)
-        model = prepare_model(config, task.model).to(device)
+        model = task.model.to(device)
         ema = copy.deepcopy(model).requires_grad_(False).eval()
         optimizer = make_optimizer(config, model)
         start, wall = 0, 0.0
@@ -235,33 +228,6 @@ def _loop(config, task, model, ema, optimizer, device, start, wall, ckpt_path, l
                 save_checkpoint(ckpt_path.parent / "snapshots" / f"step_{done:06d}.pt", {
                     "config": asdict(config), "step": done, "wall_s": wall + time.perf_counter() - began,
                     "ema": ema.state_dict()})
-
-
-def prepare_model(config: TrainConfig, model: nn.Module) -> nn.Module:
-    """The trainer's options on a task's model: the EMA weights of `init_from`, `train_only`, `grad_checkpoint`."""
-    if config.init_from:
-        state = read_checkpoint(config.init_from, resumable=False)["ema"]
-        if not any(k.startswith("unet.") for k in model.state_dict()):  # a PerFrame image model into a bare UNet3D
-            state = {k.removeprefix("unet."): v for k, v in state.items()}
-        model.load_state_dict(state)
-    if config.train_only == "temporal" and freeze_spatial(model) == 0:
-        raise ConfigError(f"train_only='temporal' but task {config.task!r} has no temporal layers to train")
-    for module in model.modules():
-        if isinstance(module, UNet3D):
-            module.grad_checkpoint = config.grad_checkpoint
-    return model
-
-
-def configure_backends(device: torch.device) -> dict[str, bool]:
-    """On CUDA: TF32 matmuls and convolutions (fp32 range, 10-bit mantissa, several times the fp32 speed on
-    Ampere and later; training does not notice) and cuDNN autotuning. On CPU nothing: fp32 stays exact.
-    Returns what was set."""
-    if device.type != "cuda":
-        return {}
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
-    return {"cuda.matmul.allow_tf32": True, "cudnn.allow_tf32": True, "cudnn.benchmark": True}
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -452,8 +418,6 @@ def check_config(config: TrainConfig) -> None:
     """Values that would fail later or silently do the wrong thing fail here."""
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
-    if config.train_only not in TRAIN_ONLY:
-        raise ConfigError(f"train_only must be one of {TRAIN_ONLY}, got {config.train_only!r}")
     for name in ("batch_size", "micro_batches", "steps", "ckpt_every", "log_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be a positive integer, got {getattr(config, name)}")
@@ -725,20 +689,14 @@ TASKS: dict[str, Callable[[TrainConfig], Task]] = {
     "video_diffusion": video_diffusion_task,
     "image_diffusion": lambda config: video_diffusion_task(config, image_only=True),
     "t2v": lambda config: importlib.import_module("tinyvdm.pipelines.t2v").t2v_task(config),
-    "autoencoder": lambda config: importlib.import_module("tinyvdm.pipelines.latent").autoencoder_task(config),
-    "latent_diffusion":
-        lambda config: importlib.import_module("tinyvdm.pipelines.latent").latent_diffusion_task(config),
     "ssr": lambda config: importlib.import_module("tinyvdm.pipelines.superres").superres_task(config, "ssr"),
     "tsr": lambda config: importlib.import_module("tinyvdm.pipelines.superres").superres_task(config, "tsr"),
-    "frames": lambda config: importlib.import_module("tinyvdm.pipelines.frames").frames_task(config),
 }
 
 
 def _unet(**overrides) -> dict:
     """Every keyword of UNet3D with its default, so that each one can be overridden (`--model.heads 2`)."""
-    # grad_checkpoint is the trainer's (a RUN_KEY): it changes memory, not weights
-    defaults = {name: p.default for name, p in inspect.signature(UNet3D).parameters.items()
-                if name != "grad_checkpoint"}
+    defaults = {name: p.default for name, p in inspect.signature(UNet3D).parameters.items()}
     return {**defaults, **overrides}
 
 
@@ -820,21 +778,5 @@ PRESETS: dict[str, TrainConfig] = {
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "v", "min_snr_gamma": None,
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 0},
         batch_size=2, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/tsr-tiny",
-        ckpt_every=10, log_every=5),
-    # masked frame conditioning (tinyvdm.pipelines.frames): one model generates, predicts and interpolates 16 frames
-    # at 1 px per frame, whose even frames are the course's 8-frame videos (8 -> 16 by interpolation). ctx = [m ⊙ x, m].
-    "frames": TrainConfig(
-        preset="frames", task="frames", model=_unet(dim=32, dim_mults=(1, 2, 4), patch_size=2, attn_levels=(1, 2),
-                                                     ctx_channels=2),
-        data=_moving_mnist(frames=16, speed=1),
-        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
-                   "mask_probs": (0.2, 0.3, 0.5)},
-        batch_size=12, steps=2200, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/frames"),
-    "frames-tiny": TrainConfig(
-        preset="frames-tiny", task="frames", model=_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8, ctx_channels=2),
-        data=_moving_mnist(frames=6, size=16, digit_size=10, speed=1),
-        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "v", "min_snr_gamma": None,
-                   "mask_probs": (0.2, 0.3, 0.5)},
-        batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/frames-tiny",
         ckpt_every=10, log_every=5),
 }
