@@ -139,7 +139,8 @@ def superres_task(config, name: str):
     from ..train import Task, make_diffusion, random_videos, step_generator
 
     kind = KINDS[name]
-    factor, s_max, p_uncond, image_batch = (config.diffusion[k] for k in ("factor", "s_max", "p_uncond", "image_batch"))
+    factor, s_max, p_uncond, image_batch = (config.diffusion[k]
+                                            for k in ("factor", "s_max", "p_uncond", "image_batch"))
     if not 0 <= s_max <= 1:
         raise ValueError(f"diffusion.s_max must be in [0, 1], got {s_max}")
     diffusion = make_diffusion(config)
