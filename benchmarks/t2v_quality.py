@@ -103,6 +103,15 @@ def samplers(t2v: TextToVideo, ev: Evaluator, n: int, guidance: float, device: t
     return {"n": n, "guidance": guidance, "measured_on": describe(device), "rows": rows}
 
 
+def merge_samplers(old: dict | None, new: dict) -> dict:
+    """The sampler table with `new`'s rows added to `old`'s (same n and guidance), a re-measured row replaced."""
+    if not old or (old["n"], old["guidance"]) != (new["n"], new["guidance"]):
+        return new
+    rows = {(r["sampler"], r["steps"]): r for r in old["rows"]} | {(r["sampler"], r["steps"]): r for r in new["rows"]}
+    measured_on = sorted({old["measured_on"], new["measured_on"]})
+    return {**new, "measured_on": " / ".join(measured_on), "rows": list(rows.values())}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", type=Path, metavar="RUN", help="write the checkpoint and card from this run")
@@ -138,7 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
         new["samplers"] = samplers(TextToVideo.load(device=str(device)), ev, args.n, guidance, device, args.runs)
     # a new export starts a new card (the old measurements were of other weights); parts run as separate
     # processes merge into the card as it is when they finish
-    card = new if args.export else json.loads(CARD.read_text()) | new
+    card = new if args.export else json.loads(CARD.read_text())
+    if "samplers" in new and not args.export:
+        new["samplers"] = merge_samplers(card.get("samplers"), new["samplers"])
+    card |= new
     CARD.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
