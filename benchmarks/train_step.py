@@ -2,12 +2,18 @@
 
     python benchmarks/train_step.py                     # batch 8 of 1×8×32×32 videos, 3 timed rounds
     python benchmarks/train_step.py --rounds 5 --json results.json
+    python benchmarks/train_step.py --preset gpu --models tinyvdm-bf16 --compile   # a train preset's U-Net and batch
 
 One step = forward, MSE against a target, backward, AdamW. Each model runs in its own worker
 process (so peak memory is its own), and the workers take turns, one step each per round, so a
 machine shared with other jobs slows them alike. A fp32 and a bf16 matmul take their turns too:
 they are the yardstick for "achieved GFLOP/s" (FLOPs counted by torch.utils.flop_counter).
 Peak memory is the worker's peak resident set, and (+model) the part of it above a bare torch.
+
+On CUDA (`--device auto` finds it) the models run on the GPU, timed between synchronisations, and the
+report is samples/s, peak memory (torch.cuda.max_memory_allocated) and model FLOP utilisation (MFU):
+the counted FLOPs of a step per second over the GPU's dense bf16 peak, from PEAK_BF16_TFLOPS by device
+name or `--peak-tflops`. `--compile` times a torch.compile'd model (FLOPs are counted on the eager one).
 
 Peers (random init, no weights), skipped when not installed:
   lucidrains  video-diffusion-pytorch Unet3D(dim=32, dim_mults=(1, 2, 4))
@@ -39,6 +45,9 @@ import torch.nn.functional as F
 MODELS = ("tinyvdm", "tinyvdm-bf16", "lucidrains", "diffusers")
 PEERS = {"lucidrains": "video_diffusion_pytorch", "diffusers": "diffusers"}
 MATMUL_N = 1024
+# dense bf16 tensor-core peaks (vendor data sheets, no sparsity), TFLOP/s; the first name found in the device's wins
+PEAK_BF16_TFLOPS = {"H200": 989, "H100 PCIe": 756, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10G": 70,
+                    "A10": 125, "RTX 4090": 165, "RTX 3090": 71}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,8 +60,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    parser.add_argument("--preset", help="time the U-Net, batch size, frames and size of this train preset "
+                                         "instead of the defaults (the tinyvdm models only)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the tinyvdm models")
+    parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, TFLOP/s (default: by name)")
     args = parser.parse_args(argv)
-    shape = (args.batch, 1, args.frames, args.size, args.size)
+    args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    unet = {}
+    if args.preset:
+        from tinyvdm.train import get_preset
+        config = get_preset(args.preset)
+        if config.task != "video_diffusion":
+            parser.error(f"--preset takes a UNet3D preset (task video_diffusion); {args.preset!r} is {config.task!r}")
+        unet = config.model
+        args.batch, args.frames, args.size = config.batch_size, config.data["frames"], config.data["size"]
+    shape = (args.batch, unet.get("in_channels", 1), args.frames, args.size, args.size)
 
     names = []
     for name in args.models.split(","):
@@ -63,6 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         names.append(name)
 
+    if args.device.startswith("cuda"):
+        args.gpu = torch.cuda.get_device_name(args.device)
+        args.peak_tflops = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in args.gpu), None)
+        print(f"{args.gpu}, torch {torch.__version__}, bf16 peak "
+              f"{f'{args.peak_tflops:g} TFLOP/s' if args.peak_tflops else 'unknown (give --peak-tflops)'}")
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads, "
           f"load average {os.getloadavg()[0]:.1f} at start")
@@ -71,9 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     ctx = mp.get_context("spawn")
     workers = {}
-    for name in [*names, "matmul"]:
+    cuda = args.device.startswith("cuda")
+    for name in names if cuda else [*names, "matmul"]:  # on a GPU the yardstick is its bf16 peak
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=_worker, args=(child, name, shape, args.threads), daemon=True)
+        process = ctx.Process(target=_worker, args=(child, name, shape, args.threads, args.device, unet, args.compile),
+                              daemon=True)
         process.start()
         workers[name] = (process, parent)
     info = {name: conn.recv() for name, (_, conn) in workers.items()}  # setup + warm-up step each
@@ -92,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         info[name].update(workers[name][1].recv())
         workers[name][0].join()
 
-    report = _report(args, shape, names, live, info, times)
+    report = (_cuda_report if cuda else _report)(args, shape, names, live, info, times)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
@@ -151,7 +181,26 @@ def _report(args, shape, names, live, info, times) -> dict:
                 matmul_gflops=matmul_gflops, models=rows, verdict=verdict)
 
 
-def _worker(conn, name: str, shape: tuple[int, ...], threads: int) -> None:
+def _cuda_report(args, shape, names, live, info, times) -> dict:
+    rows = {}
+    print(f"{'model':14s} {'params':>8s} {'s/step':>8s} {'(min)':>7s} {'samples/s':>10s} {'GFLOP/step':>11s} "
+          f"{'TFLOP/s':>8s} {'MFU':>6s} {'peak mem':>9s}")
+    for name in [n for n in names if n in live]:
+        step, flops = statistics.median(times[name]), info[name]["flops"]
+        mfu = flops / step / (args.peak_tflops * 1e12) if args.peak_tflops else None
+        rows[name] = dict(params=info[name]["params"], s_per_step=step, min_s_per_step=min(times[name]),
+                          samples_per_s=shape[0] / step, gflop_per_step=flops / 1e9, tflop_per_s=flops / step / 1e12,
+                          mfu_bf16=mfu, peak_memory_gb=info[name]["peak_memory_gb"], step_times=times[name])
+        r = rows[name]
+        print(f"{name:14s} {r['params'] / 1e6:7.2f}M {step:8.3f} {r['min_s_per_step']:7.3f} {r['samples_per_s']:10.1f} "
+              f"{r['gflop_per_step']:11.1f} {r['tflop_per_s']:8.1f} {f'{100 * mfu:5.1f}%' if mfu else '    ?':>6s} "
+              f"{r['peak_memory_gb']:7.2f}GB")
+    return dict(shape=shape, device=args.gpu, preset=args.preset, compile=args.compile, rounds=args.rounds,
+                peak_bf16_tflops=args.peak_tflops, models=rows)
+
+
+def _worker(conn, name: str, shape: tuple[int, ...], threads: int, device: str = "cpu", unet: dict | None = None,
+            compile: bool = False) -> None:
     """One model in its own process: build it, count params and FLOPs, then run a step per request."""
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
@@ -161,31 +210,41 @@ def _worker(conn, name: str, shape: tuple[int, ...], threads: int) -> None:
             step, params, flops = _matmul_step(), 0, 0
             step()  # warm-up
         else:
-            step, model = _train_step(name, shape)
+            eager_step, step, model = _train_step(name, shape, device, unet, compile and name.startswith("tinyvdm"))
             params = sum(p.numel() for p in model.parameters())
-            flops = _count_flops(step)  # the counted step doubles as the warm-up
+            flops = _count_flops(eager_step)  # the counted step doubles as the warm-up
+            if step is not eager_step:
+                step()  # compiles
         conn.send(dict(params=params, flops=flops, base_rss_mb=base_rss))
     except Exception as error:  # report and leave the run to the other workers
         conn.send(dict(error=f"{type(error).__name__}: {error}"))
         return
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
     while conn.recv() == "step":
         conn.send(step())
-    conn.send(dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.startswith("cuda") else None
+    conn.send(dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak_memory_gb=peak))
 
 
-def _train_step(name: str, shape: tuple[int, ...]):
+def _train_step(name: str, shape: tuple[int, ...], device: str = "cpu", unet: dict | None = None,
+                compile: bool = False):
+    """(a step of the eager model, for counting FLOPs; the step to time, compiled if asked; the model)."""
     torch.manual_seed(0)
-    x0 = torch.randn(shape)
-    t = torch.randint(0, 1000, (shape[0],))
+    x0 = torch.randn(shape, device=device)
+    t = torch.randint(0, 1000, (shape[0],), device=device)
     if name.startswith("tinyvdm"):
         from tinyvdm.models import UNet3D
-        model = UNet3D(in_channels=shape[1])
-        forward = lambda: model(x0, t)  # noqa: E731
+        from tinyvdm.train import configure_backends
+        configure_backends(torch.device(device))
+        model = UNet3D(**{"in_channels": shape[1], **(unet or {})}).to(device)
+        forward = lambda net: net(x0, t)  # noqa: E731
     elif name == "lucidrains":
         _stand_in_torchvision()
         from video_diffusion_pytorch import Unet3D
         model = Unet3D(dim=32, dim_mults=(1, 2, 4), channels=shape[1])
-        forward = lambda: model(x0, t.float())  # noqa: E731
+        model.to(device)
+        forward = lambda net: net(x0, t.float())  # noqa: E731
     else:
         from diffusers import UNet3DConditionModel
         model = UNet3DConditionModel(
@@ -193,21 +252,26 @@ def _train_step(name: str, shape: tuple[int, ...]):
             down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
             up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
             attention_head_dim=8, cross_attention_dim=32)
-        context = torch.randn(shape[0], 1, 32)
-        forward = lambda: model(x0, t, encoder_hidden_states=context).sample  # noqa: E731
+        model.to(device)
+        context = torch.randn(shape[0], 1, 32, device=device)
+        forward = lambda net: net(x0, t, encoder_hidden_states=context).sample  # noqa: E731
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     bf16 = name.endswith("bf16")
 
-    def step() -> float:
+    def step(net) -> float:
+        _synchronize(device)
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.mse_loss(forward().float(), x0)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.mse_loss(forward(net).float(), x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        _synchronize(device)
         return time.perf_counter() - start
 
-    return step, model
+    compiled = torch.compile(model) if compile else None
+    eager_step = lambda: step(model)  # noqa: E731
+    return eager_step, (lambda: step(compiled)) if compile else eager_step, model
 
 
 def _count_flops(step) -> int:
@@ -234,6 +298,11 @@ def _matmul_step():
         return {"fp32": timed(a[torch.float32], 10), "bf16": timed(a[torch.bfloat16], 2)}
 
     return step
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def _stand_in_torchvision() -> None:

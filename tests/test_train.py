@@ -241,7 +241,7 @@ def test_overrides_are_parsed_by_the_type_of_the_value_they_replace():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--preset", "huge"], r"unknown preset 'huge'; expected one of \['course', 't2v', 't2v-tiny', 'tiny'\]"),
+    (["--preset", "huge"], r"unknown preset 'huge'; expected one of \[('[a-z0-9-]+', )*'tiny'"),
     (["--stpes", "10"], r"unknown key --stpes; expected one of \[.*'steps'"),
     (["--model.dimm", "10"], r"unknown key --model.dimm; preset 'course' has model keys \[.*'dim'"),
     (["--steps", "ten"], r"--steps expects int \(like 3000\), got 'ten'"),
@@ -274,3 +274,31 @@ def test_sampling_a_model_that_does_not_generate_is_an_error(tmp_path):
     path = train(toy_config(tmp_path, steps=2, warmup=1)).checkpoint
     with pytest.raises(SystemExit, match="does not generate videos"):
         sample_cli(["--ckpt", str(path)])
+
+
+def test_backends_get_tf32_and_autotuning_on_cuda_and_nothing_on_cpu():
+    from tinyvdm.train import configure_backends
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        assert configure_backends(torch.device("cpu")) == {}
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                torch.backends.cudnn.benchmark) == flags
+        set_ = configure_backends(torch.device("cuda"))  # flags only: runs without a GPU
+        assert set_ == {"cuda.matmul.allow_tf32": True, "cudnn.allow_tf32": True, "cudnn.benchmark": True}
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
+
+
+def test_ladder_presets_fit_classic_moving_mnist_and_grad_checkpoint_is_a_run_key():
+    from tinyvdm.models import UNet3D
+    from tinyvdm.train import RUN_KEYS
+    classic, gpu = get_preset("classic"), get_preset("gpu")
+    assert (classic.data["num_digits"], classic.data["size"], classic.data["frames"]) == (2, 64, 20)
+    assert (gpu.precision, gpu.compile, gpu.data["size"]) == ("bf16", True, 64)
+    assert "grad_checkpoint" in RUN_KEYS and "grad_checkpoint" not in classic.model
+    with torch.device("meta"):  # shapes only, without allocating or computing
+        for config in (classic, gpu):
+            x0 = torch.zeros(2, 1, config.data["frames"], config.data["size"], config.data["size"])
+            assert UNet3D(**config.model)(x0, torch.zeros(2, dtype=torch.long)).shape == x0.shape

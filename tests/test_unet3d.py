@@ -275,3 +275,28 @@ def test_ctx_errors_name_the_expected_shape():
         net(x, t, ctx=torch.randn(2, 2, 4, 16, 16))
     with pytest.raises(ValueError, match="takes no ctx"):
         plain(x, t, ctx=torch.randn(2, 2, 4, 16, 16))
+
+
+def test_grad_checkpoint_gives_the_same_gradients_from_fewer_saved_activations():
+    x, t, cond = video(), steps(), torch.randn(2, 3, 16)
+    grads, saved = [], []
+    for grad_checkpoint in (False, True):
+        net = wake_zero_layers(small_net(cond_dim=16, grad_checkpoint=grad_checkpoint))
+        numel = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda s: numel.append(s.numel()) or s, lambda s: s):
+            loss = net(x, t, cond).square().mean()
+        loss.backward()
+        grads.append([p.grad for p in net.parameters()])
+        saved.append(sum(numel))
+    for g, g_ckpt in zip(*grads):
+        torch.testing.assert_close(g_ckpt, g, rtol=1e-6, atol=1e-9)
+    assert saved[1] < 0.5 * saved[0], f"checkpointing kept {saved[1]} of {saved[0]} saved values"
+
+
+def test_freeze_spatial_leaves_exactly_the_temporal_layers_trainable():
+    from tinyvdm.models import freeze_spatial
+    net = small_net()
+    trainable = freeze_spatial(net)
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert names and all(".temporal." in n for n in names), names
+    assert trainable == sum(p.numel() for n, p in net.named_parameters() if ".temporal." in n)

@@ -46,7 +46,7 @@ from tinyvdm.data import PRESETS as VIDEO_PRESETS
 from tinyvdm.data import MovingMNIST
 from tinyvdm.distributed import World, barrier, setup, sum_across, teardown
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
-from tinyvdm.models import UNet3D
+from tinyvdm.models import UNet3D, VideoAutoencoder, freeze_spatial
 from tinyvdm.pipelines.sampling import SAMPLERS, sample
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # keyword arguments of the model
     data: dict = field(default_factory=dict)  # keyword arguments of the dataset
     diffusion: dict = field(default_factory=dict)  # schedule, num_steps, prediction, min_snr_gamma
+    loss: dict = field(default_factory=dict)  # options of a task's loss that is not diffusion's (the autoencoder's)
+    init_from: str = ""  # a checkpoint whose EMA weights the model starts from ("": random initial weights)
+    train_only: str = "all"  # "all", or "temporal": spatial layers frozen (an image model turned into a video model)
     batch_size: int = 16
     micro_batches: int = 1  # split each batch into this many parts: gradient accumulation and/or DDP processes
     steps: int = 2000
@@ -73,6 +76,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     compile: bool = False
+    grad_checkpoint: bool = False  # every UNet3D recomputes its blocks in the backward pass: less memory, more compute
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per physical core)
@@ -85,8 +89,10 @@ class TrainConfig:
 
 # Fields that change how a run is carried out but not the weights it ends with:
 # they may differ between a run and its resumption.
-RUN_KEYS = ("device", "threads", "compile", "out_dir", "ckpt_every", "snapshot_every", "log_every", "progress")
+RUN_KEYS = ("device", "threads", "compile", "grad_checkpoint", "out_dir", "ckpt_every", "snapshot_every", "log_every",
+            "progress")
 PRECISIONS = ("fp32", "bf16")
+TRAIN_ONLY = ("all", "temporal")
 
 
 class ConfigError(ValueError):
@@ -134,7 +140,8 @@ def train(config: TrainConfig, task: Task | None = None, fresh: bool = False) ->
     try:
         torch.manual_seed(config.seed)  # the model's initial weights
         task = task if task is not None else build_task(config)
-        model = task.model.to(device)
+        configure_backends(device)
+        model = prepare_model(config, task.model).to(device)
         ema = copy.deepcopy(model).requires_grad_(False).eval()
         optimizer = make_optimizer(config, model)
         start, wall = 0, 0.0
@@ -228,6 +235,33 @@ def _loop(config, task, model, ema, optimizer, device, start, wall, ckpt_path, l
                 save_checkpoint(ckpt_path.parent / "snapshots" / f"step_{done:06d}.pt", {
                     "config": asdict(config), "step": done, "wall_s": wall + time.perf_counter() - began,
                     "ema": ema.state_dict()})
+
+
+def prepare_model(config: TrainConfig, model: nn.Module) -> nn.Module:
+    """The trainer's options on a task's model: the EMA weights of `init_from`, `train_only`, `grad_checkpoint`."""
+    if config.init_from:
+        state = read_checkpoint(config.init_from, resumable=False)["ema"]
+        if not any(k.startswith("unet.") for k in model.state_dict()):  # a PerFrame image model into a bare UNet3D
+            state = {k.removeprefix("unet."): v for k, v in state.items()}
+        model.load_state_dict(state)
+    if config.train_only == "temporal" and freeze_spatial(model) == 0:
+        raise ConfigError(f"train_only='temporal' but task {config.task!r} has no temporal layers to train")
+    for module in model.modules():
+        if isinstance(module, UNet3D):
+            module.grad_checkpoint = config.grad_checkpoint
+    return model
+
+
+def configure_backends(device: torch.device) -> dict[str, bool]:
+    """On CUDA: TF32 matmuls and convolutions (fp32 range, 10-bit mantissa, several times the fp32 speed on
+    Ampere and later; training does not notice) and cuDNN autotuning. On CPU nothing: fp32 stays exact.
+    Returns what was set."""
+    if device.type != "cuda":
+        return {}
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    return {"cuda.matmul.allow_tf32": True, "cudnn.allow_tf32": True, "cudnn.benchmark": True}
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -418,6 +452,8 @@ def check_config(config: TrainConfig) -> None:
     """Values that would fail later or silently do the wrong thing fail here."""
     if config.precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    if config.train_only not in TRAIN_ONLY:
+        raise ConfigError(f"train_only must be one of {TRAIN_ONLY}, got {config.train_only!r}")
     for name in ("batch_size", "micro_batches", "steps", "ckpt_every", "log_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be a positive integer, got {getattr(config, name)}")
@@ -690,6 +726,9 @@ TASKS: dict[str, Callable[[TrainConfig], Task]] = {
     "image_diffusion": lambda config: video_diffusion_task(config, image_only=True),
     "t2v": lambda config: importlib.import_module("tinyvdm.pipelines.t2v").t2v_task(config),
     "frames": lambda config: importlib.import_module("tinyvdm.pipelines.frames").frames_task(config),
+    "autoencoder": lambda config: importlib.import_module("tinyvdm.pipelines.latent").autoencoder_task(config),
+    "latent_diffusion":
+        lambda config: importlib.import_module("tinyvdm.pipelines.latent").latent_diffusion_task(config),
     "ssr": lambda config: importlib.import_module("tinyvdm.pipelines.superres").superres_task(config, "ssr"),
     "tsr": lambda config: importlib.import_module("tinyvdm.pipelines.superres").superres_task(config, "tsr"),
 }
@@ -697,8 +736,20 @@ TASKS: dict[str, Callable[[TrainConfig], Task]] = {
 
 def _unet(**overrides) -> dict:
     """Every keyword of UNet3D with its default, so that each one can be overridden (`--model.heads 2`)."""
-    defaults = {name: p.default for name, p in inspect.signature(UNet3D).parameters.items()}
+    # grad_checkpoint is the trainer's (a RUN_KEY): it changes memory, not weights
+    defaults = {name: p.default for name, p in inspect.signature(UNet3D).parameters.items()
+                if name != "grad_checkpoint"}
     return {**defaults, **overrides}
+
+
+def _latent_unet(**overrides) -> dict:
+    """`_unet` without in_channels: a latent U-Net takes its autoencoder's latent channels."""
+    return {k: v for k, v in _unet(**overrides).items() if k != "in_channels"}
+
+
+def _autoencoder(**overrides) -> dict:
+    """Every keyword of VideoAutoencoder with its default."""
+    return {name: p.default for name, p in inspect.signature(VideoAutoencoder).parameters.items()} | overrides
 
 
 def _moving_mnist(**overrides) -> dict:
@@ -762,6 +813,56 @@ PRESETS: dict[str, TrainConfig] = {
                    "mask_probs": (0.2, 0.3, 0.5)},
         batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/frames-tiny",
         ckpt_every=10, log_every=5),
+    # latent video diffusion (tinyvdm.pipelines.latent), three runs. 1: the autoencoder on single frames (~7 min on a
+    # 2-core CPU, 1200 steps of 8 videos' 64 frames). 2: its temporal layers alone, against flicker (~2 min).
+    # 3: the course's U-Net on its 4x8x8 latents, the token grid of the course model's 4x4 patches (~12 min).
+    "autoencoder": TrainConfig(
+        preset="autoencoder", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
+        loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True},
+        batch_size=8, steps=1200, lr=2e-3, min_lr=5e-5, warmup=50, ema_decay=0.995, out_dir="runs/autoencoder"),
+    "autoencoder-temporal": TrainConfig(
+        preset="autoencoder-temporal", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
+        loss={"kl_weight": 1e-5, "temporal_weight": 1.0, "image_mode": False},
+        init_from="runs/autoencoder/ckpt.pt", train_only="temporal",
+        batch_size=8, steps=400, lr=1e-3, min_lr=5e-5, warmup=20, ema_decay=0.99, out_dir="runs/autoencoder-temporal"),
+    "latent": TrainConfig(
+        preset="latent", task="latent_diffusion",
+        model={**_latent_unet(dim=32, dim_mults=(1, 2), attn_levels=(0, 1)),
+               "autoencoder": "runs/autoencoder-temporal/ckpt.pt"},
+        data=_moving_mnist(),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None},
+        batch_size=32, steps=1000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/latent"),
+    # both in seconds, for tests: latent-tiny reads autoencoder-tiny's checkpoint
+    "autoencoder-tiny": TrainConfig(
+        preset="autoencoder-tiny", task="autoencoder", model=_autoencoder(dim=8, dim_mults=(1, 2, 2)),
+        data=_moving_mnist(frames=4, size=16, digit_size=10),
+        loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True},
+        batch_size=4, steps=30, lr=3e-3, min_lr=1e-4, warmup=5, ema_decay=0.9, out_dir="runs/autoencoder-tiny",
+        ckpt_every=10, log_every=5),
+    "latent-tiny": TrainConfig(
+        preset="latent-tiny", task="latent_diffusion",
+        model={**_latent_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8), "autoencoder": "runs/autoencoder-tiny/ckpt.pt"},
+        data=_moving_mnist(frames=4, size=16, digit_size=10),
+        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None},
+        batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/latent-tiny",
+        ckpt_every=10, log_every=5),
+    # the scaling ladder's top rungs: classic Moving MNIST (2 digits, 64x64, 20 frames). "classic" is t2v's U-Net on
+    # 4x4 patches (16x16 tokens; a 28-px digit under 4-px patches is a 14-px digit under 2-px ones): 10.6 GFLOP per
+    # video per step, ~1.1 s a step and ~2 h on a 2-core CPU by FLOPs against t2v, minutes on a GPU.
+    "classic": TrainConfig(
+        preset="classic", model=_unet(dim=32, dim_mults=(1, 2, 4), patch_size=4, attn_levels=(1, 2)),
+        data=_moving_mnist(**asdict(VIDEO_PRESETS["classic"])),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0},
+        batch_size=16, steps=6000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/classic"),
+    # one modern GPU for about an hour: 51M parameters on 2x2 patches, 575 GFLOP per video per step (counted by
+    # torch.utils.flop_counter), 37 TFLOP a step; at 35% of an H100/H200's 989 bf16 TFLOP/s, ~0.11 s a step and
+    # ~1 h for 32000 steps (an estimate until benchmarks/train_step.py --preset gpu has run on one)
+    "gpu": TrainConfig(
+        preset="gpu", model=_unet(dim=128, dim_mults=(1, 2, 4), patch_size=2, attn_levels=(1, 2), heads=8),
+        data=_moving_mnist(**asdict(VIDEO_PRESETS["classic"])),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0},
+        batch_size=64, steps=32000, lr=1e-3, min_lr=2e-5, warmup=1000, ema_decay=0.9995, precision="bf16",
+        compile=True, out_dir="runs/gpu", ckpt_every=1000, snapshot_every=4000, log_every=50),
     # the cascade's stages (tinyvdm.pipelines.superres), each ~22 min on a 2-core CPU by FLOPs against "t2v". The
     # low-resolution input c, noised to a level s ~ U[0, 0.5] (the augmentation sweep's range), is concatenated to x_t.
     # Spatial: 32² -> 64² over 16 frames at 2 px per frame (the TSR stage's output, twice as big); 4x4 patches

@@ -19,6 +19,11 @@ concatenated to x_t channel-wise before the first conv — known frames and thei
 low-resolution video resized to the output's size (Imagen Video's super-resolution stages).
 `ctx_level` (B,) in [0, 1], the noise level s of an augmented `ctx` (noise-conditioning
 augmentation, Ho et al. 2021), is embedded like t and added to the time embedding.
+
+Memory: `grad_checkpoint=True` keeps only each block's input during the forward pass and recomputes the
+block in the backward pass (Chen et al. 2016): about a third more compute for activations of one block
+at a time. `freeze_spatial` turns an image model into a video model (Make-A-Video, Video LDM): only the
+temporal layers train.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import CrossAttention, SpatialAttention, TemporalAttention
 
@@ -54,7 +60,8 @@ class UNet3D(nn.Module):
                  temporal_attention: str = "dense", cond_dim: int | None = None, out_channels: int | None = None,
                  num_res_blocks: int | tuple[int, ...] | None = None, attn_levels: tuple[int, ...] | None = None,
                  heads: int = 4, head_dim: int = 32, groups: int = 8, time_scale: float = 1.0, patch_size: int = 1,
-                 ctx_channels: int = 0, ctx_level: bool = False):
+                 ctx_channels: int = 0, ctx_level: bool = False,
+                 grad_checkpoint: bool = False):
         super().__init__()
         if temporal_attention not in TEMPORAL_ATTENTION:
             raise ValueError(f"temporal_attention must be one of {TEMPORAL_ATTENTION}, got {temporal_attention!r}")
@@ -72,7 +79,7 @@ class UNet3D(nn.Module):
         self.temporal_attention, self.cond_dim, self.time_scale = temporal_attention, cond_dim, time_scale
         if ctx_channels < 0:
             raise ValueError(f"ctx_channels must be >= 0, got {ctx_channels}")
-        self.ctx_channels = ctx_channels
+        self.ctx_channels, self.grad_checkpoint = ctx_channels, grad_checkpoint
         if patch_size < 1:
             raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
         self.dim, self.patch_size, self.factor = dim, patch_size, patch_size * 2 ** (len(dim_mults) - 1)
@@ -149,20 +156,25 @@ class UNet3D(nn.Module):
         skips = []
         for level, layers in enumerate(self.down):
             for layer in layers:
-                h = layer(h, **kw)
+                h = self._run(layer, h, kw)
             skips.append(h)
             if level < len(self.downsample):
                 h = self.downsample[level](h)
         for layer in self.mid:
-            h = layer(h, **kw)
+            h = self._run(layer, h, kw)
         for level, layers in enumerate(self.up):  # lowest resolution first
             h = torch.cat([h, skips.pop()], dim=1)
             for layer in layers:
-                h = layer(h, **kw)
+                h = self._run(layer, h, kw)
             if level < len(self.upsample):
                 h = self.upsample[level](h)
         h = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch_size)
         return rearrange(h, "(b t) c h w -> b c t h w", b=b).contiguous()
+
+    def _run(self, layer: nn.Module, h: torch.Tensor, kw: dict) -> torch.Tensor:
+        if self.grad_checkpoint and torch.is_grad_enabled():
+            return checkpoint(layer, h, use_reentrant=False, **kw)
+        return layer(h, **kw)
 
     def _check(self, x_t, t, cond) -> tuple[int, int]:
         if x_t.ndim != 5:
@@ -199,6 +211,16 @@ class UNet3D(nn.Module):
         if ctx_level is not None and tuple(ctx_level.shape) != (x_t.shape[0],):
             raise ValueError(f"expected ctx_level of shape ({x_t.shape[0]},), one level per video, "
                              f"got {tuple(ctx_level.shape)}")
+
+
+def freeze_spatial(model: nn.Module) -> int:
+    """Stop the gradient of every parameter outside a temporal layer (TemporalConv, TemporalAttention) of `model`,
+    so that training adapts a trained image model to video; returns how many parameters still train."""
+    temporal = {id(p) for m in model.modules() if isinstance(m, TEMPORAL_LAYERS) for p in m.parameters()}
+    for p in model.parameters():
+        if id(p) not in temporal:
+            p.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -246,6 +268,10 @@ class TemporalConv(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        if torch.is_grad_enabled() and not x.requires_grad and self.norm.weight.requires_grad:
+            # after frozen spatial layers: torch's CPU channels-last GroupNorm backward crashes (torch 2.13) when only
+            # its weights need a gradient, so ask for x's too
+            x = x.detach().requires_grad_()
         h, w = x.shape[-2:]
         # (B·T, C, H, W) channels-last is (B, C, T, H·W) channels-last: a view, no copy
         out = self.conv(rearrange(F.silu(self.norm(x)), "(b t) c h w -> b c t (h w)", t=frames))
@@ -269,3 +295,6 @@ class AttentionBlock(nn.Module):
         if self.temporal is not None and not image_mode:
             x = self.temporal(x, frames)
         return x
+
+
+TEMPORAL_LAYERS = (TemporalConv, TemporalAttention)
