@@ -152,6 +152,27 @@ def test_the_guidance_term_is_the_closed_form_gradient_for_a_linear_denoiser(pre
         assert not torch.allclose(expected, x_hat, atol=1e-3)
 
 
+def test_with_classifier_free_guidance_the_estimate_is_the_guided_models_and_the_gradient_the_conditional_ones():
+    """x̂_c = c B z (x_0-prediction), ∅ = 0: the guided x̂ = s c B z, corrected by w α [Aᵀ (m ⊙ (x^a − A z))]^b with
+    A = c B, the conditional model's Jacobian."""
+    diffusion = GaussianDiffusion(cosine_beta_schedule(50), prediction="x0")
+    torch.manual_seed(1)
+    T, s, w, step = 4, 3.0, 2.0, 20
+    B_ = torch.randn(T, T) / 2
+    model = lambda z, t, cond=None: cond.view(-1, 1, 1, 1, 1) * einsum(B_, z, "s t, b c t h w -> b c s h w")
+    known, z, c = torch.randn(2, 1, T, 3, 3), torch.randn(2, 1, T, 3, 3), torch.tensor([0.5, 1.5])
+    m = torch.tensor([True, False, True, False]).view(1, 1, T, 1, 1)
+    alpha = diffusion.sqrt_alpha_bar[step].item()
+    A = c.view(-1, 1, 1) * B_  # (2, T, T): one per video
+    x_c = einsum(A, z, "b s t, b c t h w -> b c s h w")
+    correction = w * alpha * einsum(A, torch.where(m, known - x_c, 0), "b s t, b c s h w -> b c t h w")
+    expected = torch.where(m, s * x_c, s * x_c + correction)
+    guided = reconstruction_guidance(diffusion, model, known, m, w, guidance=s, null_cond=torch.tensor(0.0))
+    assert torch.allclose(guided(z, torch.full((2,), step), c), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="guidance needs null_cond"):
+        sample_window(diffusion, model, known, m.flatten(), steps=2, cond=c, guidance=s)
+
+
 def test_on_a_gaussian_the_guided_estimate_moves_toward_the_conditional_mean():
     """Two frames x = (x^a, x^b) ~ N(0, [[1, ρ], [ρ, 1]]), x̂ = E[x | z_t] exact. The truth is
     E[x^b | z_t, x^a] = μ + α v / (α² v + σ²) (z^b − α μ), μ = ρ x^a, v = 1 − ρ². Guidance moves x̂^b by

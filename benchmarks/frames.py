@@ -1,0 +1,152 @@
+"""Frame conditioning and longer videos, measured against Moving MNIST's ground truth.
+
+    python benchmarks/frames.py --ckpt runs/frames/ckpt.pt --n 200 --ext_n 100      # the issue's bars
+    python benchmarks/frames.py --ckpt runs/frames-tiny/ckpt.pt --n 2 --steps 2 --ext_n 2 --ext_steps 2 --length 12
+
+(a) Interpolation, temporal super-resolution T/2 -> T: n test videos of the frames model's data (16 frames at
+1 px per frame); the even frames, an 8-frame video at 2 px per frame (the course's), are given and the odd ones
+made by the frames model (`interpolate`), by linear blending of the neighbours (x_{2i} + x_{2i+2}) / 2, and by
+nearest-frame repetition x_{2i}. The last frame has no right neighbour: blending repeats x_{T−2} there, and the
+model extrapolates it. PSNR (dB, `tinyvdm.metrics.pixels.psnr`) on the odd frames, mean over videos, with and
+without the last one.
+
+(b) Extension (`tinyvdm.pipelines.extend`): the shipped text-to-video model (8 frames) makes a first window from
+the captions of ext_n test videos, then extends it to --length frames (4x its length) window by window, each new
+window overlapping the video by --overlap frames, by reconstruction guidance at each weight w_r of --weights and by
+the replacement method, from the same first windows and noise. The evaluator reads the digit centres; at each
+boundary k (window k's first new frame), `boundary_scores`: consistent (one bouncing motion fits windows k − 1 and
+k within 1 px RMS: direction and speed kept), span_error (that RMS), turn (the centre's velocity jump, pixels) against
+turn_within (the same inside windows). consistent_upto[k]: videos consistent at every boundary up to k, as a function
+of length (frames[k]). identity: the new frames that show the first window's digit. The "real" row reads real videos
+at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from tinyvdm.data import MovingMNIST
+from tinyvdm.machine import describe
+from tinyvdm.metrics import Evaluator
+from tinyvdm.metrics.pixels import psnr
+from tinyvdm.pipelines.extend import boundary_scores, extend, window_starts
+from tinyvdm.pipelines.frames import interpolate
+from tinyvdm.pipelines.t2v import TextToVideo, caption_prompts
+from tinyvdm.train import load_checkpoint
+
+
+def interpolation(args, device) -> dict:
+    """PSNR of the odd frames: the frames model against linear blending and nearest-frame repetition."""
+    model, config, task = load_checkpoint(args.ckpt, device=device)
+    options = {k: v for k, v in config.data.items() if k not in ("length", "split", "seed")}
+    truth = MovingMNIST(args.n, split="test", seed=args.seed, **options).batch(range(args.n))[0]  # (n, 1, T, H, W)
+    given = truth[:, :, ::2]
+    right = torch.cat([given[:, :, 1:], given[:, :, -1:]], 2)  # x_{2i+2}; the last repeats x_{T−2}
+    generator = torch.Generator(device).manual_seed(args.seed)
+    began = time.perf_counter()
+    made = torch.cat([interpolate(task.diffusion, model, given[i:i + args.batch].to(device), factor=2,
+                                  sampler=args.sampler, steps=args.steps, generator=generator).cpu()
+                      for i in range(0, args.n, args.batch)])
+    seconds = time.perf_counter() - began
+    odd = lambda v: v[:, :, 1::2]
+    methods = {"frames model": odd(made), "linear blending": (given + right) / 2, "nearest frame": given}
+    rows = {name: {"psnr": psnr(v, odd(truth)).mean().item(),
+                   "psnr_between": psnr(v[:, :, :-1], odd(truth)[:, :, :-1]).mean().item()}
+            for name, v in methods.items()}
+    rows["frames model"]["seconds_per_video"] = seconds / args.n
+    return {"n": args.n, "ckpt": str(args.ckpt), "frames": truth.shape[2], "sampler": args.sampler,
+            "steps": args.steps, "rows": rows}
+
+
+@torch.no_grad()
+def extension(args, device) -> dict:
+    """Reconstruction guidance (each w_r) against replacement, at --length frames, read by the evaluator."""
+    t2v = TextToVideo.load(device=str(device))
+    ev = Evaluator.load(device=device)
+    window = t2v.video_shape[1]
+    prompts, _ = caption_prompts(args.ext_n, seed=args.seed)
+    guidance = t2v.best_guidance if args.guidance is None else args.guidance
+    first = t2v(prompts, guidance, "ddim", args.ext_steps, generator=torch.Generator(device).manual_seed(args.seed))
+    ids = t2v.net.tokenizer(prompts).to(device)
+    real = MovingMNIST(args.ext_n, split="test", seed=args.seed, frames=args.length).batch(range(args.ext_n))[0]
+    rows = {"real": scores(ev, real, window, args.overlap)}
+    runs = [("replacement", 0.0)] + [("guidance", w) for w in args.weights]
+    for method, weight in runs:
+        generator = torch.Generator(device).manual_seed(args.seed + 1)
+        began = time.perf_counter()
+        videos = torch.cat([extend(t2v.diffusion, t2v.net, first[i:i + args.batch], args.length, args.overlap, method,
+                                   weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=guidance,
+                                   null_cond=t2v.net.null_ids, generator=generator).cpu()
+                            for i in range(0, args.ext_n, args.batch)])
+        name = "replacement" if method == "replacement" else f"guidance w_r={weight:g}"
+        rows[name] = scores(ev, videos, window, args.overlap) | {"seconds_per_video": (time.perf_counter() - began)
+                                                                 / args.ext_n}
+        print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
+    return {"n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap, "guidance": guidance,
+            "steps": args.ext_steps, "boundary_frames": [s + args.overlap for s in
+                                                         window_starts(args.length, window, args.overlap)[1:]],
+            "rows": rows}
+
+
+def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int) -> dict:
+    """Boundary scores (per boundary: means over videos; overall: over videos and boundaries) and identity."""
+    read = ev.read(videos)
+    b = boundary_scores(read["positions"], window, overlap)
+    consistent = b["consistent"]
+    first_digit = ev.read(videos[:, :, :window])["digit"]
+    return {"consistent_all": consistent.all(1).float().mean().item(),
+            "consistent_upto": consistent.cummin(1).values.float().mean(0).tolist(),
+            "consistent": consistent.float().mean(0).tolist(),
+            "span_error": b["span_error"].mean(0).tolist(),
+            "turn": b["turn"].mean(0).tolist(), "turn_boundary": b["turn"].mean().item(),
+            "turn_within": b["turn_within"].mean().item(),
+            "identity": (read["frame_digits"][:, window:] == first_digit[:, None]).float().mean().item()}
+
+
+def table(results: dict) -> str:
+    lines = ["| interpolation | PSNR (odd frames) | PSNR (between known frames) |", "|---|---|---|"]
+    lines += [f"| {k} | {r['psnr']:.2f} | {r['psnr_between']:.2f} |" for k, r in results["interpolation"]["rows"].items()]
+    ext = results["extension"]
+    lines += ["", f"extension to {ext['length']} frames (boundaries at frames {ext['boundary_frames']}):", "",
+              "| method | consistent at every boundary | turn at boundaries | turn within windows | identity |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {k} | {r['consistent_all']:.3f} | {r['turn_boundary']:.2f} | {r['turn_within']:.2f} | "
+              f"{r['identity']:.3f} |" for k, r in ext["rows"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    numbers = lambda cast: lambda text: [cast(v) for v in text.split(",")]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", type=Path, default=Path("runs/frames/ckpt.pt"), help="a 'frames' task checkpoint")
+    parser.add_argument("--n", type=int, default=200, help="test videos to interpolate")
+    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps of the interpolation")
+    parser.add_argument("--ext_n", type=int, default=100, help="videos to extend")
+    parser.add_argument("--ext_steps", type=int, default=50, help="DDIM steps of each window")
+    parser.add_argument("--length", type=int, default=32, help="frames of the extended videos")
+    parser.add_argument("--overlap", type=int, default=4)
+    parser.add_argument("--weights", type=numbers(float), default=[4.0, 8.0, 16.0], help="reconstruction guidance w_r")
+    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the card's)")
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/frames_bench.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    results = {"machine": describe(device), "seed": args.seed,
+               "interpolation": interpolation(args, device), "extension": extension(args, device)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
