@@ -15,8 +15,12 @@ moves x̂^b towards the x^b that would make the model reconstruct x^a:
     x̃^b(z_t) = x̂^b(z_t) − (w_r α_t / 2) ∇_{z_t^b} ‖x^a − x̂^a(z_t)‖²
 
 w_r = 1 is the Gaussian approximation; the paper finds larger weights better (it overestimates x^a's uncertainty).
+With classifier-free guidance the gradient is the conditional model's (see `reconstruction_guidance`).
 
-    long = extend(diffusion, denoiser, first, length=32, overlap=4, method="guidance", cond=ids)
+    t2v = TextToVideo.load()
+    first = t2v(prompts)                                                               # (B, 1, 8, 32, 32)
+    long = extend(t2v.diffusion, t2v.net, first, length=32, overlap=4, method="guidance",
+                  cond=t2v.net.tokenizer(prompts), guidance=t2v.best_guidance, null_cond=t2v.net.null_ids)
 """
 from __future__ import annotations
 
@@ -34,8 +38,8 @@ TOL = 1.0  # pixels RMS from one bouncing motion over two windows: real videos r
 def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int, overlap: int = 4,
            method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
            null_cond=None, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-    """video (B, C, W, H, W') -> (B, C, length, H, W'): windows of W frames (the model's), each after the first
-    overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
+    """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
+    each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
     with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none)."""
     if video.ndim != 5:
         raise ValueError(f"expected a video batch (B, C, T, H, W), the first window, got {tuple(video.shape)}")

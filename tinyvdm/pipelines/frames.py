@@ -127,7 +127,7 @@ def frames_task(config):
     from ..train import Task, make_diffusion, random_videos, step_generator
 
     diffusion = make_diffusion(config)
-    probs = tuple(config.diffusion.get("mask_probs", (0.2, 0.3, 0.5)))
+    probs = tuple(config.diffusion["mask_probs"])
     data = MovingMNIST(**config.data)
     model = UNet3D(**config.model)
     video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
