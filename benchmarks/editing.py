@@ -41,11 +41,11 @@ from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo
 RESULTS = CHECKPOINT.parent / "editing.json"
 
 
-def methods(editor: VideoEditor, args) -> dict:
+def methods(editor: VideoEditor, args, edit: str) -> dict:
     """name -> edit(videos, source_prompts, target_prompts)."""
     n = editor.t2v.diffusion.num_steps
     found = {f"sdedit s={s}": lambda v, src, tgt, s=s: editor.sdedit(v, tgt, s, args.steps) for s in args.strengths}
-    for f in args.taus:
+    for f in args.taus if edit in args.inversion_edits else ():
         tau = max(round(f * n) - 1, -1)
         found[f"inversion τ={tau}"] = lambda v, src, tgt, tau=tau: editor.inject(v, src, tgt, tau, args.steps)[0]
     for mode in ("per_frame", "cross_frame"):
@@ -54,7 +54,7 @@ def methods(editor: VideoEditor, args) -> dict:
     return found
 
 
-def run(args) -> dict:
+def run(args, save=lambda results: None) -> dict:
     device = torch.device(args.device)
     editor = VideoEditor(TextToVideo.load(device=str(device)))
     ev = Evaluator.load(device=device)
@@ -62,27 +62,30 @@ def run(args) -> dict:
     videos, _, labels = data.batch(range(args.n))
     digit_size = data.config.digit_size
     source_prompts = edit_prompts(labels["digits"][:, 0], labels["direction"][:, 0])
-    rows = []
+    rows, recon = [], []
+    results = {"n": args.n, "split": "test", "seed": args.seed, "steps": args.steps, "guidance": editor.guidance,
+               "machine": describe(device), "rows": rows, "reconstruction": recon, "recon_n": args.recon_n}
     for edit in EDITS:
         target = edit_targets(labels, edit, data.config, args.seed)
         target_prompts = edit_prompts(target["digit"], target["direction"])
         rows.append({"edit": edit, "method": "source", **edit_scores(ev, videos, target, digit_size)})
-        for name, fn in methods(editor, args).items():
+        for name, fn in methods(editor, args, edit).items():
             began = time.perf_counter()
             edited = torch.cat([fn(videos[i:i + args.batch], source_prompts[i:i + args.batch],
                                    target_prompts[i:i + args.batch]).cpu() for i in range(0, args.n, args.batch)])
             rows.append({"edit": edit, "method": name,
                          **edit_scores(ev, edited, target, digit_size, time.perf_counter() - began)})
             print(edit, name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)}, flush=True)
-    ids = editor.t2v.net.tokenizer(source_prompts).to(device)
-    recon = []
+            save(results)
+    m = min(args.recon_n, args.n)
+    ids = editor.t2v.net.tokenizer(source_prompts[:m]).to(device)
     for steps in args.recon_steps:
         rebuilt = torch.cat([reconstruct(editor.t2v.diffusion, editor.t2v.net, videos[i:i + args.batch].to(device),
-                                         ids[i:i + args.batch], steps).cpu() for i in range(0, args.n, args.batch)])
-        recon.append({"steps": steps, "rms_error": (rebuilt - videos).square().mean().sqrt().item()})
+                                         ids[i:i + args.batch], steps).cpu() for i in range(0, m, args.batch)])
+        recon.append({"steps": steps, "rms_error": (rebuilt - videos[:m]).square().mean().sqrt().item()})
         print("reconstruction", recon[-1], flush=True)
-    return {"n": args.n, "split": "test", "seed": args.seed, "steps": args.steps, "guidance": editor.guidance,
-            "machine": describe(device), "rows": rows, "reconstruction": recon}
+        save(results)
+    return results
 
 
 def table(results: dict) -> str:
@@ -104,7 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--taus", type=numbers(float), default=[1.0, 0.7, 0.4],
                         help="inject while t > τ = round(f·N) − 1, for each f (1.0: no injection)")
     parser.add_argument("--frame_strength", type=float, default=0.7, help="SDEdit strength of the image-mode edits")
+    parser.add_argument("--inversion_edits", type=numbers(str), default=list(EDITS),
+                        help="the edits that get the (slow) inversion rows, default all")
     parser.add_argument("--recon_steps", type=numbers(int), default=[5, 10, 20, 50])
+    parser.add_argument("--recon_n", type=int, default=100, help="source videos of the reconstruction round trip")
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -112,8 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = run(args, save=lambda results: args.out.write_text(json.dumps(results, indent=2) + "\n"))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     return results
