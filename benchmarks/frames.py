@@ -18,7 +18,11 @@ boundary k (window k's first new frame), `boundary_scores`: consistent (one boun
 k within 1 px RMS: direction and speed kept), span_error (that RMS), turn (the centre's velocity jump, pixels) against
 turn_within (the same inside windows). consistent_upto[k]: videos consistent at every boundary up to k, as a function
 of length (frames[k]). identity: the new frames that show the first window's digit. The "real" row reads real videos
-at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling.
+at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. With --recaption each
+later window of both methods is prompted with the first window's digit and the direction read from its overlap
+(`direction_prompts`), not the first window's caption: a digit that bounced moves another way than it said.
+
+    python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 --threads 1
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
 from tinyvdm.metrics.pixels import psnr
-from tinyvdm.pipelines.extend import boundary_scores, extend, window_starts
+from tinyvdm.pipelines.extend import boundary_scores, direction_prompts, extend, window_starts
 from tinyvdm.pipelines.frames import interpolate
 from tinyvdm.pipelines.t2v import TextToVideo, caption_prompts
 from tinyvdm.train import load_checkpoint
@@ -68,32 +72,37 @@ def extension(args, device) -> dict:
     t2v = TextToVideo.load(device=str(device))
     ev = Evaluator.load(device=device)
     window = t2v.video_shape[1]
-    prompts, _ = caption_prompts(args.ext_n, seed=args.seed)
+    prompts, labels = caption_prompts(args.ext_n, seed=args.seed)
     guidance = t2v.best_guidance if args.guidance is None else args.guidance
     first = t2v(prompts, guidance, "ddim", args.ext_steps, generator=torch.Generator(device).manual_seed(args.seed))
     ids = t2v.net.tokenizer(prompts).to(device)
     real = MovingMNIST(args.ext_n, split="test", seed=args.seed, frames=args.length).batch(range(args.ext_n))[0]
     rows = {"real": scores(ev, real, window, args.overlap)}
+    rows["first window"] = {"prompt_digit": (ev.read(first.cpu())["frame_digits"] == labels["digit"][:, None])
+                            .float().mean().item()}
     runs = [("replacement", 0.0)] + [("guidance", w) for w in args.weights]
     for method, weight in runs:
         generator = torch.Generator(device).manual_seed(args.seed + 1)
+        recaption = lambda i: (direction_prompts(t2v.net.tokenizer, labels["digit"][i:i + args.batch])
+                               if args.recaption else None)
         began = time.perf_counter()
         videos = torch.cat([extend(t2v.diffusion, t2v.net, first[i:i + args.batch], args.length, args.overlap, method,
                                    weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=guidance,
-                                   null_cond=t2v.net.null_ids, generator=generator).cpu()
+                                   null_cond=t2v.net.null_ids, generator=generator, prompt_fn=recaption(i)).cpu()
                             for i in range(0, args.ext_n, args.batch)])
         name = "replacement" if method == "replacement" else f"guidance w_r={weight:g}"
-        rows[name] = scores(ev, videos, window, args.overlap) | {"seconds_per_video": (time.perf_counter() - began)
+        rows[name] = scores(ev, videos, window, args.overlap, labels["digit"]) | {"seconds_per_video": (time.perf_counter() - began)
                                                                  / args.ext_n}
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
     return {"n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap, "guidance": guidance,
-            "steps": args.ext_steps, "boundary_frames": [s + args.overlap for s in
+            "steps": args.ext_steps, "recaption": args.recaption, "boundary_frames": [s + args.overlap for s in
                                                          window_starts(args.length, window, args.overlap)[1:]],
             "rows": rows}
 
 
-def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int) -> dict:
-    """Boundary scores (per boundary: means over videos; overall: over videos and boundaries) and identity."""
+def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int, digits=None) -> dict:
+    """Boundary scores (per boundary: means over videos; overall: over videos and boundaries), identity (the new
+    frames' digit is the first window's) and prompt_digit (the new frames' digit is `digits` (B,), the prompts')."""
     read = ev.read(videos)
     b = boundary_scores(read["positions"], window, overlap)
     consistent = b["consistent"]
@@ -104,18 +113,29 @@ def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int) -> di
             "span_error": b["span_error"].mean(0).tolist(),
             "turn": b["turn"].mean(0).tolist(), "turn_boundary": b["turn"].mean().item(),
             "turn_within": b["turn_within"].mean().item(),
-            "identity": (read["frame_digits"][:, window:] == first_digit[:, None]).float().mean().item()}
+            "identity": (read["frame_digits"][:, window:] == first_digit[:, None]).float().mean().item()} | \
+        ({} if digits is None else {"prompt_digit": (read["frame_digits"][:, window:] == digits[:, None]).float()
+                                    .mean().item()})
 
 
 def table(results: dict) -> str:
-    lines = ["| interpolation | PSNR (odd frames) | PSNR (between known frames) |", "|---|---|---|"]
-    lines += [f"| {k} | {r['psnr']:.2f} | {r['psnr_between']:.2f} |" for k, r in results["interpolation"]["rows"].items()]
-    ext = results["extension"]
-    lines += ["", f"extension to {ext['length']} frames (boundaries at frames {ext['boundary_frames']}):", "",
-              "| method | consistent at every boundary | turn at boundaries | turn within windows | identity |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {k} | {r['consistent_all']:.3f} | {r['turn_boundary']:.2f} | {r['turn_within']:.2f} | "
-              f"{r['identity']:.3f} |" for k, r in ext["rows"].items()]
+    lines = []
+    if "interpolation" in results:
+        lines += ["| interpolation | PSNR (odd frames) | PSNR (between known frames) |", "|---|---|---|"]
+        lines += [f"| {k} | {r['psnr']:.2f} | {r['psnr_between']:.2f} |"
+                  for k, r in results["interpolation"]["rows"].items()]
+    if "extension" in results:
+        ext = results["extension"]
+        lines += ["", f"extension to {ext['length']} frames, n = {ext['n']}, overlap {ext['overlap']}, {ext['steps']} "
+                  f"DDIM steps, guidance {ext['guidance']:g}, recaption {ext['recaption']} (boundaries at frames "
+                  f"{ext['boundary_frames']}):", "",
+                  "| method | consistent at every boundary | consistent per boundary | turn at boundaries | "
+                  "turn within windows | identity | prompt's digit |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {r['consistent_all']:.3f} | {sum(r['consistent']) / len(r['consistent']):.3f} | "
+                  f"{r['turn_boundary']:.2f} | {r['turn_within']:.2f} | {r['identity']:.3f} | "
+                  f"{r.get('prompt_digit', float('nan')):.3f} |" for k, r in ext["rows"].items() if "consistent" in r]
+        if "first window" in ext["rows"]:
+            lines += ["", f"first window: prompt's digit {ext['rows']['first window']['prompt_digit']:.3f}"]
     return "\n".join(lines)
 
 
@@ -132,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--weights", type=numbers(float), default=[4.0, 8.0, 16.0], help="reconstruction guidance w_r")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the card's)")
+    parser.add_argument("--recaption", action="store_true", help="prompt each window with the direction of its overlap")
+    parser.add_argument("--only", choices=("interpolation", "extension"), default=None, help="run one part")
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -140,8 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    results = {"machine": describe(device), "seed": args.seed,
-               "interpolation": interpolation(args, device), "extension": extension(args, device)}
+    results = {"machine": describe(device), "seed": args.seed}
+    for part, run in (("interpolation", interpolation), ("extension", extension)):
+        if args.only in (None, part):
+            results[part] = run(args, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

@@ -3,11 +3,14 @@ import pytest
 import torch
 from einops import einsum
 
-from tinyvdm.data import MovingMNIST
+from tinyvdm.data import DIRECTIONS, MovingMNIST
 from tinyvdm.diffusion import GaussianDiffusion, cosine_beta_schedule
 from tinyvdm.diffusion.toy import GaussianMixture
 from tinyvdm.models import UNet3D
-from tinyvdm.pipelines.extend import boundary_scores, extend, reconstruction_guidance, sample_window, window_starts
+from tinyvdm.metrics.evaluator import fit_bouncing_motion
+from tinyvdm.models.text import Tokenizer
+from tinyvdm.pipelines.extend import (boundary_scores, direction_prompts, extend, overlap_direction,
+                                      reconstruction_guidance, sample_window, window_starts)
 from tinyvdm.pipelines.frames import (EVERY, complete, conditioned, frames_loss, interpolate, predict, random_masks)
 from tinyvdm.train import get_preset, load_checkpoint, train
 
@@ -222,6 +225,52 @@ def test_boundary_scores_see_a_reversal_at_a_boundary_and_nothing_in_a_real_vide
     scores = boundary_scores(broken, window=8, overlap=4)
     assert not scores["consistent"][:, 1].any() and scores["consistent"][:, 0].all()
     assert (scores["turn"][:, 1] > real["turn"][:, 1] + 1).all()
+
+
+@pytest.mark.parametrize("overlap", [3, 4])
+def test_the_overlap_reads_the_direction_the_data_would_caption_the_window_with(overlap):
+    """Real videos of 32 frames cut into 8-frame windows every 4: from a window's first `overlap` frames the reader
+    gives the direction of the window's clip as the data labels it (its visible initial direction, which is the
+    caption's at frame 0), also for the windows after a bounce; the overlap played backwards reads as the reverse."""
+    videos, _, labels = MovingMNIST(64, split="test", frames=32).batch(range(64))
+    p = labels["positions"][:, :, 0]
+    assert torch.equal(overlap_direction(videos[:, :, :overlap]), labels["direction"][:, 0])
+    bounced = 0
+    for s in window_starts(32, 8, 4):
+        truth = fit_bouncing_motion(p[:, s:s + 8])["direction"]  # the clip's label, as the evaluator is trained on
+        assert torch.equal(overlap_direction(videos[:, :, s:s + overlap]), truth), s
+        bounced += (truth != labels["direction"][:, 0]).sum().item()
+        steps = p[:, s + 1:s + overlap] - p[:, s:s + overlap - 1]
+        free = (steps == steps[:, :1]).all(2).all(1)  # no wall within the overlap: the reverse is a reversal
+        backwards = overlap_direction(videos[:, :, s:s + overlap].flip(2))
+        assert free.any() and torch.equal(backwards[free], (truth[free] + 4) % len(DIRECTIONS)), s
+    assert bounced > 64  # many windows start after a bounce
+
+
+def test_direction_prompts_caption_each_window_from_its_overlap():
+    """The caption is the data's template with the digit and the direction read; with no motion read it stays, and
+    `extend` asks for one cond per later window from that window's known frames."""
+    videos, _, labels = MovingMNIST(4, split="test", frames=12).batch(range(4))
+    digits, directions = labels["digits"][:, 0], labels["direction"][:, 0]
+    tokenizer = Tokenizer(max_len=16)
+    prompt_fn = direction_prompts(tokenizer, digits)
+    expected = [f"the digit {d} moves {DIRECTIONS[r]}" for d, r in zip(digits.tolist(), directions.tolist())]
+    assert torch.equal(prompt_fn(videos[:, :, :4], None), tokenizer(expected))
+    previous = tokenizer(["digit 0 goes left"] * 4)
+    assert torch.equal(prompt_fn(videos[:, :, :1].expand(-1, -1, 4, -1, -1), previous), previous)  # a still digit
+    with pytest.raises(ValueError, match="one digit per video, 2, got 4"):
+        prompt_fn(videos[:2, :, :4], None)
+    seen = []
+
+    def spy(frames, cond):
+        seen.append((frames.clone(), cond))
+        return len(seen)
+
+    diffusion = GaussianDiffusion(cosine_beta_schedule(50), prediction="v")
+    model = lambda z, t, cond=None: 0.3 * z
+    out = extend(diffusion, model, videos[:, :, :8], 16, overlap=4, steps=2, cond=0, prompt_fn=spy)
+    assert [c for _, c in seen] == [0, 1] and torch.equal(seen[0][0], videos[:, :, 4:8])
+    assert torch.equal(seen[1][0], out[:, :, 8:12])
 
 
 def test_the_frames_task_trains_and_generates_through_the_trainer(tmp_path):

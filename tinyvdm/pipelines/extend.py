@@ -17,17 +17,24 @@ moves x̂^b towards the x^b that would make the model reconstruct x^a:
 w_r = 1 is the Gaussian approximation; the paper finds larger weights better (it overestimates x^a's uncertainty).
 With classifier-free guidance the gradient is the conditional model's (see `reconstruction_guidance`).
 
+A text-to-video model is prompted with the direction the digit moves at the start of its clip, and a digit that
+bounces moves another way in later windows: `prompt_fn` re-captions each window from its known overlap frames
+(`direction_prompts`: the same digit, the direction `overlap_direction` reads, in the data's words).
+
     t2v = TextToVideo.load()
     first = t2v(prompts)                                                               # (B, 1, 8, 32, 32)
     long = extend(t2v.diffusion, t2v.net, first, length=32, overlap=4, method="guidance",
-                  cond=t2v.net.tokenizer(prompts), guidance=t2v.best_guidance, null_cond=t2v.net.null_ids)
+                  cond=t2v.net.tokenizer(prompts), guidance=t2v.best_guidance, null_cond=t2v.net.null_ids,
+                  prompt_fn=direction_prompts(t2v.net.tokenizer, digits))                          # digits (B,)
 """
 from __future__ import annotations
 
 import torch
 
+from ..data.moving_mnist import DIRECTION_OF_STEP, PHRASINGS, caption
 from ..diffusion import GaussianDiffusion, classifier_free_guidance
 from ..diffusion._batch import per_sample, randn
+from .anomaly import centroids
 
 METHODS = ("guidance", "replacement")
 WEIGHT = 8.0  # w_r, the best of 1-64 on 10 videos of the shipped t2v model: boundary jump 1.1 px (replacement's 1.9)
@@ -37,10 +44,13 @@ TOL = 1.0  # pixels RMS from one bouncing motion over two windows: real videos r
 @torch.no_grad()
 def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int, overlap: int = 4,
            method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
-           null_cond=None, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+           null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
+           prompt_fn=None) -> torch.Tensor:
     """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
     each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
-    with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none)."""
+    with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none).
+    `prompt_fn(overlap_frames, cond) -> cond`, if given, makes each later window's cond from its known frames
+    (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`)."""
     if video.ndim != 5:
         raise ValueError(f"expected a video batch (B, C, T, H, W), the first window, got {tuple(video.shape)}")
     window = video.shape[2]
@@ -51,6 +61,8 @@ def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int
     out = video
     while out.shape[2] < length:
         known = torch.cat([out[:, :, -overlap:], torch.zeros_like(video[:, :, overlap:])], 2)
+        if prompt_fn is not None:
+            cond = prompt_fn(out[:, :, -overlap:], cond)
         new = sample_window(diffusion, model, known, mask, method, weight, steps, cond, guidance, null_cond, generator,
                             progress)
         out = torch.cat([out, new[:, :, overlap:]], 2)
@@ -105,6 +117,48 @@ def reconstruction_guidance(diffusion: GaussianDiffusion, model, known: torch.Te
         x0 = torch.where(mask, x0, x0 - weight * alpha / 2 * grad).detach()
         return diffusion.target(x0, (z_t - alpha * x0) / sigma, t)
     return guided
+
+
+def direction_prompts(tokenizer, digits, template: str = PHRASINGS[0], digit_size: int = 14):
+    """`extend`'s prompt_fn for a caption model: each window is captioned as the data would caption its clip,
+    `template` with the video's digit `digits` (B,) and the direction `overlap_direction` reads from the overlap.
+    A video whose digit is read as still keeps the previous window's cond."""
+    digits = torch.as_tensor(digits).reshape(-1).tolist()
+
+    def prompt_fn(frames: torch.Tensor, cond):
+        if len(digits) != len(frames):
+            raise ValueError(f"expected one digit per video, {len(frames)}, got {len(digits)} digits")
+        directions = overlap_direction(frames, digit_size)
+        ids = tokenizer([caption([d], [r], template) for d, r in zip(digits, directions.clamp(min=0).tolist())])
+        ids = ids.to(frames.device)
+        return ids if cond is None else torch.where((directions >= 0).to(frames.device)[:, None], ids, cond)
+    return prompt_fn
+
+
+def overlap_direction(frames: torch.Tensor, digit_size: int = 14) -> torch.Tensor:
+    """The direction (B,) (index into DIRECTIONS, −1: no motion) a digit moves at the first of `frames`
+    (B, C, O ≥ 2, H, W): what the data's caption of a clip starting there would say.
+
+    Per axis, the steps d_t = c_{t+1} − c_t of the digit's centroid c_t; a step under half the largest one (over
+    both axes and all steps: the speed) is a stall. The direction is the sign of the first full step, reversed when
+    stalls before it leave the digit by a wall it moves away from: it was moving into the wall and bounced within a
+    step (a bounce after the first step keeps the clip's initial direction, as a caption does). O = 2 sees one step,
+    so a stall there reads as a still axis.
+    """
+    if frames.ndim != 5 or frames.shape[2] < 2:
+        raise ValueError(f"expected overlap frames (B, C, O, H, W) with O >= 2, got {tuple(frames.shape)}")
+    c = centroids(frames).cpu()  # (B, O, 2) (y, x) pixels
+    d = c[:, 1:] - c[:, :-1]  # (B, O − 1, 2)
+    speed = d.abs().amax((1, 2))  # (B,)
+    full = d.abs() >= speed[:, None, None] / 2
+    first = full.float().argmax(1)  # (B, 2): each axis's first full step
+    sign = d.gather(1, first[:, None]).squeeze(1).sign()
+    at = c.gather(1, first[:, None]).squeeze(1)  # where that step starts
+    lo, hi = (digit_size - 1) / 2, frames.shape[-1] - 1 - (digit_size - 1) / 2  # the walls of the centre
+    by_wall = torch.where(sign > 0, at - lo, hi - at) <= speed[:, None] + 1  # the centroid is the centre to ~1 px
+    sign = torch.where((first > 0) & by_wall, -sign, sign)
+    sign = torch.where(full.any(1) & (speed[:, None] > 0), sign, 0).long()
+    return torch.from_numpy(DIRECTION_OF_STEP)[(sign[:, 0] + 1) * 3 + sign[:, 1] + 1]
 
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:
