@@ -798,9 +798,9 @@ PRESETS: dict[str, TrainConfig] = {
         ckpt_every=10, log_every=5),
     # masked frame conditioning (tinyvdm.pipelines.frames): one model generates, predicts and interpolates 16 frames
     # at 1 px per frame, whose even frames are the course's 8-frame videos (8 -> 16 by interpolation). ctx = [m ⊙ x, m].
-    # A step costs 0.77 of t2v's in FLOPs: ~21-24 min on a 2-core CPU.
+    # dim 24 (2.2 M parameters, 4.3 MB shipped in fp16) keeps the checkpoints near their ~30 MB budget.
     "frames": TrainConfig(
-        preset="frames", task="frames", model=_unet(dim=32, dim_mults=(1, 2, 4), patch_size=2, attn_levels=(1, 2),
+        preset="frames", task="frames", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=2, attn_levels=(1, 2),
                                                      ctx_channels=2),
         data=_moving_mnist(frames=16, speed=1),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
@@ -863,12 +863,12 @@ PRESETS: dict[str, TrainConfig] = {
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0},
         batch_size=64, steps=32000, lr=1e-3, min_lr=2e-5, warmup=1000, ema_decay=0.9995, precision="bf16",
         compile=True, out_dir="runs/gpu", ckpt_every=1000, snapshot_every=4000, log_every=50),
-    # the cascade's stages (tinyvdm.pipelines.superres), each ~22 min on a 2-core CPU by FLOPs against "t2v". The
+    # the cascade's stages (tinyvdm.pipelines.superres); SSR at dim 24 (2.1 M parameters) for the checkpoint budget. The
     # low-resolution input c, noised to a level s ~ U[0, 0.5] (the augmentation sweep's range), is concatenated to x_t.
     # Spatial: 32² -> 64² over 16 frames at 2 px per frame (the TSR stage's output, twice as big); 4x4 patches
     # (16x16 tokens, the cost of t2v's frames) and 64 single frames a step, since c already places the digit.
     "ssr": TrainConfig(
-        preset="ssr", task="ssr", model=_unet(dim=32, dim_mults=(1, 2, 4), patch_size=4, ctx_channels=1, ctx_level=True),
+        preset="ssr", task="ssr", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=4, ctx_channels=1, ctx_level=True),
         data=_moving_mnist(frames=16, size=64, digit_size=28, speed=2),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 64},
