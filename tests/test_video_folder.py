@@ -73,3 +73,34 @@ def test_bad_folders_and_files_are_clear_errors(tmp_path, root):
         VideoFolder(tmp_path)
     with pytest.raises(ValueError, match="channels must be 1"):
         VideoFolder(root, channels=2)
+
+
+def test_the_trainer_learns_a_folder_and_its_checkpoint_samples_without_it(tmp_path, root):
+    """The `video_folder` task: the course's diffusion on the folder's clips; the checkpoint needs no folder."""
+    import shutil
+    from dataclasses import replace
+
+    from tinyvdm.train import get_preset, load_checkpoint, train
+
+    mine = shutil.copytree(root, tmp_path / "mine")
+    data = {**get_preset("folder").data, "root": str(mine), "frames": 4, "stride": 2, "size": 16}
+    config = replace(get_preset("tiny"), task="video_folder", data=data, steps=4, warmup=1, threads=1,
+                     progress=False, out_dir=str(tmp_path / "run"))
+    result = train(config)
+    assert len(result.log) == 1 and result.log[0]["loss"] > 0
+    shutil.rmtree(mine)
+    model, _, task = load_checkpoint(result.checkpoint)
+    videos = task.sample(model, 2, steps=3, generator=torch.Generator().manual_seed(0), progress=False)
+    assert videos.shape == (2, 1, 4, 16, 16) and torch.isfinite(videos).all()
+    with pytest.raises(FileNotFoundError, match="no folder .*mine"):
+        task.batch_fn(0)
+
+
+def test_the_folder_task_wants_as_many_model_channels_as_the_clips_have(root):
+    from dataclasses import replace
+
+    from tinyvdm.train import ConfigError, build_task, get_preset
+
+    config = replace(get_preset("folder"), data={**get_preset("folder").data, "root": str(root), "channels": 3})
+    with pytest.raises(ConfigError, match="model.in_channels=1 must equal data.channels=3"):
+        build_task(config)

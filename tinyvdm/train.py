@@ -27,6 +27,7 @@ import argparse
 import ast
 import contextlib
 import copy
+import functools
 import hashlib
 import importlib
 import inspect
@@ -702,12 +703,49 @@ def video_diffusion_task(config: TrainConfig, image_only: bool = False) -> Task:
 
     image_only: the image-model baseline, `PerFrame`: frames are learnt (and sampled) independently.
     """
-    diffusion = make_diffusion(config)
     data = MovingMNIST(**config.data)
     video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
 
     def batch_fn(step: int) -> torch.Tensor:
         return random_videos(data, config, step)[0]  # (B, 1, T, H, W)
+
+    model = PerFrame(**config.model) if image_only else UNet3D(**config.model)
+    return diffusion_task(config, model, batch_fn, video_shape)
+
+
+def video_folder_task(config: TrainConfig) -> Task:
+    """Unconditional video diffusion on your own clips: `config.data` are the keywords of
+    `tinyvdm.data.video_folder.VideoFolder` (root, frames, stride, size, channels, clips_per_video).
+
+    The folder is opened at the first batch, so a checkpoint loads and samples without it. Each clip is decoded
+    once and then kept in memory (C T size² floats: a few hundred MB for thousands of 8-frame clips at size 32).
+    """
+    if config.model["in_channels"] != config.data["channels"]:
+        raise ConfigError(f"model.in_channels={config.model['in_channels']} must equal data.channels="
+                          f"{config.data['channels']} (1: grey, 3: RGB)")
+    video_shape = (config.data["channels"], config.data["frames"], config.data["size"], config.data["size"])
+    clips: dict[int, torch.Tensor] = {}  # clip index -> (C, T, H, W)
+
+    @functools.cache
+    def folder():
+        from tinyvdm.data.video_folder import VideoFolder  # PyAV is an optional extra
+        return VideoFolder(**config.data)
+
+    def batch_fn(step: int) -> torch.Tensor:
+        data = folder()
+        idx = torch.randint(len(data), (config.batch_size,), generator=step_generator(config.seed, step, "data"))
+        for i in idx.tolist():
+            if i not in clips:
+                clips[i] = data[i][0]
+        return torch.stack([clips[i] for i in idx.tolist()])  # (B, C, T, H, W)
+
+    return diffusion_task(config, UNet3D(**config.model), batch_fn, video_shape)
+
+
+def diffusion_task(config: TrainConfig, model: nn.Module, batch_fn: Callable[[int], torch.Tensor],
+                   video_shape: tuple[int, ...]) -> Task:
+    """`model` trained by GaussianDiffusion.training_loss on the videos of `batch_fn`, sampled unconditionally."""
+    diffusion = make_diffusion(config)
 
     def loss_fn(model, x0, generator):
         return diffusion.training_loss(model, x0, generator=generator)
@@ -717,13 +755,13 @@ def video_diffusion_task(config: TrainConfig, image_only: bool = False) -> Task:
         return sample(diffusion, model, (n, *video_shape), sampler, steps, eta=eta, generator=generator,
                       device=device, progress=progress)[0]
 
-    model = PerFrame(**config.model) if image_only else UNet3D(**config.model)
     return Task(model, loss_fn, batch_fn, sample_fn, diffusion, video_shape)
 
 
 TASKS: dict[str, Callable[[TrainConfig], Task]] = {
     "video_diffusion": video_diffusion_task,
     "image_diffusion": lambda config: video_diffusion_task(config, image_only=True),
+    "video_folder": video_folder_task,
     "t2v": lambda config: importlib.import_module("tinyvdm.pipelines.t2v").t2v_task(config),
     "frames": lambda config: importlib.import_module("tinyvdm.pipelines.frames").frames_task(config),
     "autoencoder": lambda config: importlib.import_module("tinyvdm.pipelines.latent").autoencoder_task(config),
@@ -786,6 +824,14 @@ PRESETS: dict[str, TrainConfig] = {
                    "clip_x0": 1.0, "p_uncond": 0.1, "image_batch": 128},
         batch_size=16, steps=3200, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/t2v",
         snapshot_every=200),
+    # the course model on your own videos: class folders of mp4/avi under data.root (tinyvdm.data.video_folder),
+    # `python -m tinyvdm train --preset folder --data.root my_videos --out_dir runs/mine`
+    "folder": TrainConfig(
+        preset="folder", task="video_folder", model=_unet(dim=32, dim_mults=(1, 2), patch_size=4, attn_levels=(0, 1)),
+        data={"root": "videos", "frames": 8, "stride": 1, "size": 32, "channels": 1, "clips_per_video": 1},
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None,
+                   "clip_x0": 1.0},
+        batch_size=32, steps=3000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/folder"),
     # text-to-video with caption dropout, in seconds: for tests
     "t2v-tiny": TrainConfig(
         preset="t2v-tiny", task="t2v",
