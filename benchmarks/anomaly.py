@@ -34,7 +34,7 @@ from tinyvdm.data.anomalies import KINDS, AnomalyBenchmark
 from tinyvdm.machine import describe
 from tinyvdm.pipelines.anomaly import (CHECKPOINT, POSTPROCESSING, constant_velocity_scores, evaluate,
                                        frame_difference_scores, prediction_scores, reconstruction_scores, zscore)
-from tinyvdm.train import export_checkpoint, load_checkpoint, read_log
+from tinyvdm.train import export_run, load_checkpoint
 
 GEOMETRY = ("frames", "size", "digit_size", "speed")
 TYPES = [k for k in KINDS if k != "normal"]
@@ -43,17 +43,10 @@ POST = POSTPROCESSING
 
 def export(run: Path, command: str) -> dict:
     """The run's EMA weights in fp16 as the shipped detector, and the card's account of how they were made."""
-    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
-    path = export_checkpoint(run / "ckpt.pt", CHECKPOINT)
-    net, config, _ = load_checkpoint(path)
-    log = read_log(run / "log.jsonl")
-    return {"what": "the anomaly detector's model of normal videos: the t2v preset (caption encoder + UNet3D, joint "
-                    "image-video training, caption dropout) trained on Moving MNIST without the digit 9; EMA weights "
-                    "in fp16",
-            "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
-            "train_machine": describe("cpu"), "torch_threads": config.threads or torch.get_num_threads(),
-            "normal_classes": list(config.data["classes"]), "parameters": sum(p.numel() for p in net.parameters()),
-            "checkpoint_bytes": path.stat().st_size, "config": state["config"], "final_loss": log[-1]["loss"]}
+    card = export_run(run, CHECKPOINT, "the anomaly detector's model of normal videos: the t2v preset (caption encoder "
+                      "+ UNet3D, joint image-video training, caption dropout) trained on Moving MNIST without the digit "
+                      "9; EMA weights in fp16", command)
+    return card | {"normal_classes": list(card["config"]["data"]["classes"])}
 
 
 class Detector:

@@ -34,7 +34,7 @@ from tinyvdm.pipelines.cascade import CHECKPOINTS
 from tinyvdm.pipelines.superres import KINDS, SuperResolution, downsample, upsample
 from tinyvdm.pipelines.t2v import CHECKPOINT as BASE_CHECKPOINT
 from tinyvdm.pipelines.t2v import TextToVideo, caption_prompts
-from tinyvdm.train import config_from_dict, export_checkpoint, read_checkpoint, read_log
+from tinyvdm.train import config_from_dict, export_run, read_checkpoint
 
 LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5)
 DEFAULT_LEVEL = 0.2
@@ -42,21 +42,16 @@ DEFAULT_LEVEL = 0.2
 
 def export(run: Path, command: str) -> Path:
     """A stage run's EMA weights in fp16 as the shipped checkpoint, with a card saying how they were made."""
-    state = read_checkpoint(run / "ckpt.pt")
-    name = state["config"]["task"]
+    name = read_checkpoint(run / "ckpt.pt")["config"]["task"]
     if name not in CHECKPOINTS:
         raise SystemExit(f"error: {run} trained a {name!r} model, not a cascade stage {sorted(CHECKPOINTS)}")
-    path = export_checkpoint(run / "ckpt.pt", CHECKPOINTS[name])
-    stage = SuperResolution.load(path)
-    card = {"what": f"{name} stage of the cascade (tinyvdm.pipelines.superres): UNet3D on x_t concatenated with the "
-                    f"upsampled low-resolution video {stage.in_shape} -> {stage.out_shape} (C, T, H, W), trained "
-                    "with noise-conditioning augmentation; EMA weights in fp16",
-            "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
-            "train_machine": describe("cpu"), "parameters": sum(p.numel() for p in stage.net.parameters()),
-            "checkpoint_bytes": path.stat().st_size, "config": state["config"],
-            "final_loss": read_log(run / "log.jsonl")[-1]["loss"]}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    return path
+    card = export_run(run, CHECKPOINTS[name], f"{name} stage of the cascade (tinyvdm.pipelines.superres): UNet3D on "
+                      "x_t concatenated with the upsampled low-resolution video, trained with noise-conditioning "
+                      "augmentation; EMA weights in fp16", command)
+    stage = SuperResolution.load(CHECKPOINTS[name])
+    card["shapes"] = {"in": list(stage.in_shape), "out": list(stage.out_shape)}
+    CHECKPOINTS[name].with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return CHECKPOINTS[name]
 
 
 def in_batches(stage, videos: torch.Tensor, batch: int, seed: int, **options) -> tuple[torch.Tensor, float]:

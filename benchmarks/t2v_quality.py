@@ -25,23 +25,16 @@ from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
 from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo, caption_accuracy
-from tinyvdm.train import export_checkpoint, load_checkpoint, read_log
+from tinyvdm.train import export_run, load_checkpoint
 
 CARD = CHECKPOINT.with_suffix(".json")
 
 
 def export(run: Path, command: str) -> dict:
     """The run's EMA weights in fp16 as the shipped checkpoint, and the card's account of how they were made."""
-    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
-    path = export_checkpoint(run / "ckpt.pt", CHECKPOINT)
-    net, config, task = load_checkpoint(path)
-    log = read_log(run / "log.jsonl")
-    return {"what": "text-to-video on captioned Moving MNIST (tinyvdm.pipelines.t2v): caption encoder + UNet3D, "
-                    "trained with caption dropout for classifier-free guidance; EMA weights in fp16",
-            "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
-            "train_machine": describe("cpu"), "torch_threads": config.threads or torch.get_num_threads(),
-            "parameters": sum(p.numel() for p in net.parameters()), "checkpoint_bytes": path.stat().st_size,
-            "config": state["config"], "final_loss": log[-1]["loss"]}
+    return export_run(run, CHECKPOINT, "text-to-video on captioned Moving MNIST (tinyvdm.pipelines.t2v): caption "
+                      "encoder + UNet3D, trained with caption dropout for classifier-free guidance; EMA weights in fp16",
+                      command)
 
 
 def curve(folder: Path, n: int, guidance: float, device: torch.device, ev: Evaluator) -> dict:

@@ -16,9 +16,9 @@ from torch import nn
 
 from PIL import Image
 
-from tinyvdm.train import (CheckpointError, ConfigError, Task, TrainConfig, ema_update, export_checkpoint, get_preset,
-                           learning_rate, load_checkpoint, parse_train_args, read_checkpoint, read_log, sample_cli, step_generator,
-                           train, train_cli)
+from tinyvdm.train import (CheckpointError, ConfigError, Task, TrainConfig, ema_update, export_checkpoint,
+                           export_run, get_preset, learning_rate, load_checkpoint, parse_train_args,
+                           read_checkpoint, read_log, sample_cli, step_generator, train, train_cli)
 
 A = torch.tensor([[2.0, -1.0, 0.0, 0.5], [0.0, 1.0, 3.0, 0.0], [1.0, 0.0, -2.0, 1.0], [0.0, 0.5, 0.0, -1.0]])
 
@@ -133,6 +133,10 @@ def test_snapshots_and_exports_hold_the_ema_weights_but_cannot_resume_a_run(tmp_
     torch.testing.assert_close(half.weight, result.ema.weight, rtol=1e-3, atol=1e-3)  # fp16: 11 significant bits
     with pytest.raises(CheckpointError, match="expected keys"):
         load_checkpoint(slim, ema=False)
+    card = export_run(Path(result.checkpoint).parent, tmp_path / "card.pt", "a toy regression", "python -m tinyvdm …")
+    assert card["steps"] == 20 and card["checkpoint_bytes"] == (tmp_path / "card.pt").stat().st_size
+    assert card["final_loss"] == read_log(Path(result.checkpoint).parent / "log.jsonl")[-1]["loss"]
+    assert card["parameters"] == sum(p.numel() for p in result.ema.parameters()) and card["config"]["steps"] == 20
 
 
 def test_image_only_task_treats_frames_as_independent_images(tmp_path):

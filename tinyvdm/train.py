@@ -405,6 +405,20 @@ def export_checkpoint(path: str | Path, dest: str | Path, dtype: torch.dtype = t
     return Path(dest)
 
 
+def export_run(run: str | Path, dest: str | Path, what: str, command: str) -> dict:
+    """Export run/ckpt.pt's EMA weights to `dest` (fp16) and return its card: what the model is, the command that
+    trained it, steps, wall time, machine, parameters, size, config and final loss (the benchmarks add scores)."""
+    from .machine import describe
+    run = Path(run)
+    state = read_checkpoint(run / "ckpt.pt")
+    path = export_checkpoint(run / "ckpt.pt", dest)
+    net, config, _ = load_checkpoint(path)
+    return {"what": what, "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
+            "train_machine": describe("cpu"), "torch_threads": config.threads or torch.get_num_threads(),
+            "parameters": sum(p.numel() for p in net.parameters()), "checkpoint_bytes": path.stat().st_size,
+            "config": state["config"], "final_loss": read_log(run / "log.jsonl")[-1]["loss"]}
+
+
 # ---------------------------------------------------------------- log
 
 
