@@ -62,10 +62,12 @@ def run(args, save=lambda results: None) -> dict:
     videos, _, labels = data.batch(range(args.n))
     digit_size = data.config.digit_size
     source_prompts = edit_prompts(labels["digits"][:, 0], labels["direction"][:, 0])
-    rows, recon = [], []
+    kept = json.loads(args.out.read_text()) if args.out.exists() else {}
+    rows = [] if "edits" in args.parts else kept.get("rows", [])
+    recon = [] if "reconstruction" in args.parts else kept.get("reconstruction", [])
     results = {"n": args.n, "split": "test", "seed": args.seed, "steps": args.steps, "guidance": editor.guidance,
                "machine": describe(device), "rows": rows, "reconstruction": recon, "recon_n": args.recon_n}
-    for edit in EDITS:
+    for edit in EDITS if "edits" in args.parts else ():
         target = edit_targets(labels, edit, data.config, args.seed)
         target_prompts = edit_prompts(target["digit"], target["direction"])
         rows.append({"edit": edit, "method": "source", **edit_scores(ev, videos, target, digit_size)})
@@ -78,11 +80,11 @@ def run(args, save=lambda results: None) -> dict:
             print(edit, name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)}, flush=True)
             save(results)
     m = min(args.recon_n, args.n)
-    ids = editor.t2v.net.tokenizer(source_prompts[:m]).to(device)
-    for steps in args.recon_steps:
-        rebuilt = torch.cat([reconstruct(editor.t2v.diffusion, editor.t2v.net, videos[i:i + args.batch].to(device),
+    ids, sources = editor.t2v.net.tokenizer(source_prompts[:m]).to(device), videos[:m]
+    for steps in args.recon_steps if "reconstruction" in args.parts else ():
+        rebuilt = torch.cat([reconstruct(editor.t2v.diffusion, editor.t2v.net, sources[i:i + args.batch].to(device),
                                          ids[i:i + args.batch], steps).cpu() for i in range(0, m, args.batch)])
-        recon.append({"steps": steps, "rms_error": (rebuilt - videos[:m]).square().mean().sqrt().item()})
+        recon.append({"steps": steps, "rms_error": (rebuilt - sources).square().mean().sqrt().item()})
         print("reconstruction", recon[-1], flush=True)
         save(results)
     return results
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the edits that get the (slow) inversion rows, default all")
     parser.add_argument("--recon_steps", type=numbers(int), default=[5, 10, 20, 50])
     parser.add_argument("--recon_n", type=int, default=100, help="source videos of the reconstruction round trip")
+    parser.add_argument("--parts", type=numbers(str), default=["edits", "reconstruction"],
+                        help="what to run: edits, reconstruction; a part not run keeps the --out file's rows")
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
