@@ -11,7 +11,8 @@ from tinyvdm.metrics.evaluator import fit_bouncing_motion
 from tinyvdm.models.text import Tokenizer
 from tinyvdm.pipelines.extend import (boundary_scores, direction_prompts, extend, overlap_direction,
                                       reconstruction_guidance, sample_window, window_starts)
-from tinyvdm.pipelines.frames import (EVERY, complete, conditioned, frames_loss, interpolate, predict, random_masks)
+from tinyvdm.pipelines.frames import (EVERY, Interpolation, complete, conditioned, frames_loss, interpolate, predict,
+                                      random_masks)
 from tinyvdm.train import get_preset, load_checkpoint, train
 
 
@@ -279,3 +280,12 @@ def test_the_frames_task_trains_and_generates_through_the_trainer(tmp_path):
     model, _, task = load_checkpoint(train(config).checkpoint)
     videos = task.sample(model, 2, steps=2, generator=torch.Generator().manual_seed(0), progress=False)
     assert videos.shape == (2, *task.video_shape) == (2, 1, 6, 16, 16)
+    # the same checkpoint as a cascade's TSR stage: 3 frames in, 6 out, the given ones kept exactly
+    from tinyvdm.pipelines.cascade import load_stage
+    stage = load_stage(tmp_path / "ckpt.pt", "tsr")
+    assert isinstance(stage, Interpolation) and (stage.in_shape, stage.out_shape) == ((1, 3, 16, 16), (1, 6, 16, 16))
+    low = videos[:, :, ::2].clamp(-1, 1)
+    out = stage(low, steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, 6, 16, 16) and torch.equal(out[:, :, ::2], low)
+    with pytest.raises(ValueError, match=r"stage 'tsr' takes videos \(B, C, T, H, W\) = \(B, 1, 3, 16, 16\)"):
+        stage(videos)

@@ -5,7 +5,8 @@
 
 Each stage's options (sampler, steps, guidance, aug_level, ...) go in a dict under its name. A stage is anything
 with `name`, `in_shape` and `out_shape` (the (C, T, H, W) it takes and makes) that is called as
-`stage(video, generator=, progress=, **options) -> video`: a `SuperResolution`, or a frame-interpolation model.
+`stage(video, generator=, progress=, **options) -> video`: a `SuperResolution`, or a frame-interpolation model
+(`frames.Interpolation`: `Cascade.load(tsr="data/checkpoints/frames.pt")` takes either).
 Sizes must chain: the base makes stages[0].in_shape, stage i makes stage i + 1's in_shape.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol, Sequence
 
 import torch
 
+from .frames import Interpolation
 from .superres import SuperResolution
 from .t2v import CHECKPOINT as BASE_CHECKPOINT
 from .t2v import TextToVideo
@@ -49,7 +51,7 @@ class Cascade:
                 raise FileNotFoundError(f"no {name} stage checkpoint at {path}; train one with `python -m tinyvdm "
                                         f"train --preset {name}`, then `python benchmarks/cascade.py --export "
                                         f"runs/{name}`")
-            stages.append(SuperResolution.load(path, device=device, name=name))
+            stages.append(load_stage(path, name, device))
         return cls(TextToVideo.load(base, device=device), stages)
 
     @property
@@ -68,6 +70,15 @@ class Cascade:
         for stage in self.stages:
             videos.append(stage(videos[-1], generator=generator, progress=progress, **options.get(stage.name, {})))
         return videos if return_stages else videos[-1]
+
+
+def load_stage(path: str | Path, name: str, device: str = "cpu") -> Stage:
+    """A stage from a checkpoint: an "ssr" or "tsr" super-resolution model, or a "frames" model as masked-interpolation
+    TSR (`tinyvdm.pipelines.frames.Interpolation`)."""
+    from ..train import read_checkpoint
+    if read_checkpoint(path, resumable=False)["config"]["task"] == "frames":
+        return Interpolation.load(path, device=device, name=name)
+    return SuperResolution.load(path, device=device, name=name)
 
 
 def check_chain(shapes: list[tuple[str, tuple | None, tuple]]) -> None:

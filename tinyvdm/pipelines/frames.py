@@ -58,6 +58,42 @@ def interpolate(diffusion: GaussianDiffusion, model, video: torch.Tensor, factor
     return complete(diffusion, model, known, torch.arange(factor * T) % factor == 0, **kwargs)
 
 
+class Interpolation:
+    """A cascade stage of temporal super-resolution by masked interpolation: (B, C, T, H, W) -> (B, C, factor·T, H, W).
+
+    The trained "frames" model fills in the frames between the given ones (`interpolate`); unlike the imagen-style
+    TSR of `superres`, the given frames are kept exactly and there is no noise augmentation to set.
+    """
+
+    def __init__(self, net, diffusion: GaussianDiffusion, out_shape: tuple[int, ...], factor: int = 2,
+                 name: str = "tsr"):
+        C, T, H, W = out_shape
+        if T % factor:
+            raise ValueError(f"stage {name!r}: {T} frames are not {factor}x a whole number of frames")
+        self.net, self.diffusion, self.factor, self.name = net.eval(), diffusion, factor, name
+        self.in_shape, self.out_shape = (C, T // factor, H, W), tuple(out_shape)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu", name: str = "tsr", factor: int = 2) -> "Interpolation":
+        """The stage from a "frames" task checkpoint (a run's ckpt.pt or an exported one)."""
+        from ..train import load_checkpoint
+        net, config, task = load_checkpoint(path, device=device)
+        if config.task != "frames":
+            raise ValueError(f"{path} holds a {config.task!r} model, not a 'frames' model")
+        return cls(net, task.diffusion, task.video_shape, factor, name)
+
+    @torch.inference_mode()
+    def __call__(self, video: torch.Tensor, sampler: str = "ddim", steps: int = 20, seed: int = 0,
+                 generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+        if video.ndim != 5 or tuple(video.shape[1:]) != self.in_shape:
+            raise ValueError(f"stage {self.name!r} takes videos (B, C, T, H, W) = (B, "
+                             f"{', '.join(map(str, self.in_shape))}), got {tuple(video.shape)}")
+        device = next(self.net.parameters()).device
+        generator = generator or torch.Generator(device).manual_seed(seed)
+        return interpolate(self.diffusion, self.net, video.to(device), self.factor, sampler=sampler, steps=steps,
+                           generator=generator, progress=progress).clamp(-1, 1)
+
+
 def predict(diffusion: GaussianDiffusion, model, context: torch.Tensor, frames: int, **kwargs) -> torch.Tensor:
     """Future prediction: the first S frames `context` (B, C, S, H, W) -> videos (B, C, frames, H, W) that start with them.
 
