@@ -30,7 +30,8 @@ from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator, patch_frechet, psnr, ssim
 from tinyvdm.metrics.evaluator import score_readings
-from tinyvdm.pipelines.cascade import CHECKPOINTS
+from tinyvdm.pipelines.cascade import CHECKPOINTS, load_stage
+from tinyvdm.pipelines.frames import Interpolation
 from tinyvdm.pipelines.superres import KINDS, SuperResolution, downsample, upsample
 from tinyvdm.pipelines.t2v import CHECKPOINT as BASE_CHECKPOINT
 from tinyvdm.pipelines.t2v import TextToVideo, caption_prompts
@@ -62,14 +63,26 @@ def in_batches(stage, videos: torch.Tensor, batch: int, seed: int, **options) ->
     return out, (time.perf_counter() - began) / len(videos)
 
 
-def against_truth(stage: SuperResolution, config, n: int, batch: int, seed: int, options: dict) -> dict:
+def kind_and_factor(stage, config) -> tuple[str, int]:
+    """What a stage adds ("spatial" or "temporal") and by what factor: a super-resolution model or an interpolation."""
+    if isinstance(stage, Interpolation):
+        return "temporal", stage.factor
+    return KINDS[config.task], config.diffusion["factor"]
+
+
+def level(stage, s: float) -> dict:
+    """The augmentation level option of a stage that has one (an interpolation keeps its given frames exactly)."""
+    return {"aug_level": s} if isinstance(stage, SuperResolution) else {}
+
+
+def against_truth(stage, config, n: int, batch: int, seed: int, options: dict) -> dict:
     """PSNR / SSIM of stage(down(x)) and of up(down(x)) against test-split truth x."""
-    kind, factor = KINDS[config.task], config.diffusion["factor"]
+    kind, factor = kind_and_factor(stage, config)
     x = MovingMNIST(**{**config.data, "split": "test", "seed": seed, "length": n}).batch(range(n))[0]
     low = downsample(x, kind, factor)
-    made, seconds = in_batches(stage, low, batch, seed, aug_level=DEFAULT_LEVEL, **options)
+    made, seconds = in_batches(stage, low, batch, seed, **level(stage, DEFAULT_LEVEL), **options)
     rows = {"stage": made, "upsampled input": upsample(low, x.shape[2:])}
-    result = {"n": n, "aug_level": DEFAULT_LEVEL, "seconds_per_video": round(seconds, 3)}
+    result = {"n": n, **level(stage, DEFAULT_LEVEL), "seconds_per_video": round(seconds, 3)}
     for method, v in rows.items():
         result[method] = {"psnr": psnr(v, x).mean().item(), "ssim": ssim(v, x).mean().item()}
         if kind == "temporal":
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     stages, configs = {}, {}
     for name in ("tsr", "ssr"):
         path = getattr(args, name)
-        stages[name] = SuperResolution.load(path, name=name)
+        stages[name] = load_stage(path, name)
         configs[name] = config_from_dict(read_checkpoint(path, resumable=False)["config"])
     report = {"machine": describe("cpu"), "threads": args.threads, "n": args.n, "sampling": sampling,
               "base_guidance": t2v.best_guidance,
@@ -131,19 +144,21 @@ def main(argv: list[str] | None = None) -> dict:
     base = torch.cat([t2v(prompts[i:i + args.batch], sampler=args.sampler, steps=args.steps, generator=generator)
                       for i in range(0, args.n, args.batch)])
     real = {name: real_videos(configs[name], args.n, args.seed + 1) for name in stages}
-    base_real = downsample(real["tsr"], "temporal", configs["tsr"].diffusion["factor"])
+    base_real = downsample(real["tsr"], *kind_and_factor(stages["tsr"], configs["tsr"]))
     report["base"] = generated_scores(ev, base, labels, base_real)
 
     sweep = {"tsr": [], "ssr": []}
     outputs = {}
-    for s in levels:
-        outputs["tsr", s], seconds = in_batches(stages["tsr"], base, args.batch, args.seed, aug_level=s, **sampling)
-        sweep["tsr"].append({"aug_level": s, "seconds_per_video": round(seconds, 3),
+    for s in levels if isinstance(stages["tsr"], SuperResolution) else [DEFAULT_LEVEL]:  # interpolation: no level
+        outputs["tsr", s], seconds = in_batches(stages["tsr"], base, args.batch, args.seed, **level(stages["tsr"], s),
+                                                **sampling)
+        sweep["tsr"].append({**level(stages["tsr"], s), "seconds_per_video": round(seconds, 3),
                              **generated_scores(ev, outputs["tsr", s], labels, real["tsr"])})
         print("tsr", sweep["tsr"][-1], flush=True)
     tsr_out = outputs.get(("tsr", DEFAULT_LEVEL))
     if tsr_out is None:
-        tsr_out, _ = in_batches(stages["tsr"], base, args.batch, args.seed, aug_level=DEFAULT_LEVEL, **sampling)
+        tsr_out, _ = in_batches(stages["tsr"], base, args.batch, args.seed, **level(stages["tsr"], DEFAULT_LEVEL),
+                                **sampling)
     for s in levels:
         outputs["ssr", s], seconds = in_batches(stages["ssr"], tsr_out, args.batch, args.seed, aug_level=s,
                                                 **sampling)
