@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -115,10 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, metavar="RUN", help="only export this stage run and its card")
+    parser.add_argument("--command", default="python -m tinyvdm train --preset ssr --threads 1",
+                        help="the command that trained the exported run, for its card")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
-        path = export(args.export, "python benchmarks/cascade.py " + " ".join(sys.argv[1:] if argv is None else argv))
+        path = export(args.export, args.command)
         print(f"wrote {path} and {path.with_suffix('.json')}")
         return {}
     began = time.perf_counter()
