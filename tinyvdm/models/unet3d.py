@@ -85,11 +85,12 @@ class UNet3D(nn.Module):
         self.dim, self.patch_size, self.factor = dim, patch_size, patch_size * 2 ** (len(dim_mults) - 1)
         emb_dim = 4 * dim
 
-        self.time_mlp = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.cond_mlp = (nn.Sequential(nn.Linear(cond_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-                         if cond_dim is not None else None)
-        self.level_mlp = (nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-                          if ctx_level else None)
+        def mlp(d_in):  # an embedding into the residual blocks' FiLM input
+            return nn.Sequential(nn.Linear(d_in, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        self.time_mlp = mlp(dim)
+        self.cond_mlp = mlp(cond_dim) if cond_dim is not None else None
+        self.level_mlp = mlp(dim) if ctx_level else None
 
         def block(c_in, c_out):
             return ResBlock(c_in, c_out, emb_dim, groups)
