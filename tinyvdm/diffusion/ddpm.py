@@ -73,6 +73,14 @@ class GaussianDiffusion:
         """Sample x_t ~ q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) as x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε   (DDPM eq. 4)."""
         return self._at(self.sqrt_alpha_bar, t, x0) * x0 + self._at(self.sqrt_one_minus_alpha_bar, t, x0) * noise
 
+    def replacement(self, known: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor):
+        """The replacement method (VDM §3.1) as a sampler callback(t, x): the entries `mask` (bool, broadcastable) of x
+        become `known` noised to step t with the fixed ε `noise`, q(x_t | known); at t = −1, `known` itself."""
+        def put_back(t: int, x: torch.Tensor) -> torch.Tensor:
+            steps = torch.full((len(x),), max(t, 0), device=x.device)
+            return torch.where(mask, known if t < 0 else self.q_sample(known, steps, noise), x)
+        return put_back
+
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """q(x_{t−1} | x_t, x_0) = N(μ̃, β̃_t I) with μ̃ = √ᾱ_{t−1} β_t / (1 − ᾱ_t) x_0 + √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) x_t.
 

@@ -91,13 +91,10 @@ def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor,
     known = repeat(torch.arange(T, device=videos.device) < targets[:, None], "p t -> (k p b) 1 t 1 1", k=draws, b=B)
     cond = None if cond is None else repeat(cond, "b ... -> (k p b) ...", k=draws, p=P)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
-    at = lambda t: torch.full((len(x0),), t, device=x0.device)
-
-    def put_back(t, x):  # the known frames, noised to step t with the same ε (t = −1: the frames themselves)
-        return torch.where(known, x0 if t < 0 else diffusion.q_sample(x0, at(t), noise), x)
-
-    x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond,
-                                   x_T=diffusion.q_sample(x0, at(t_start), noise), t_start=t_start, callback=put_back)
+    put_back = diffusion.replacement(x0, known, noise)  # the known frames, noised to each step with the same ε
+    x_T = diffusion.q_sample(x0, torch.full((len(x0),), t_start, device=x0.device), noise)
+    x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond, x_T=x_T, t_start=t_start,
+                                   callback=put_back)
     error = reduce((x0_hat - x0) ** 2, "(k p b) c t h w -> k b p t", "mean", k=draws, p=P)
     error = error[:, :, torch.arange(P), targets]  # (K, B, P): run p's error on its own frame
     error = error.mean(0) if reduction == "mean" else error.amin(0)

@@ -86,11 +86,7 @@ def sample_window(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask
     elif guidance != 1.0:
         model = classifier_free_guidance(model, guidance, null_cond)
     noise = randn(known.shape, generator, known.device, known.dtype)  # the ε of q(z_t^a | x^a) at every step
-
-    def put_back(t: int, x: torch.Tensor) -> torch.Tensor:  # t = −1: x^a itself
-        steps_t = torch.full((len(x),), max(t, 0), device=x.device)
-        return torch.where(m, known if t < 0 else diffusion.q_sample(known, steps_t, noise), x)
-
+    put_back = diffusion.replacement(known, m, noise)
     x_T = put_back(diffusion.num_steps - 1, randn(known.shape, generator, known.device, known.dtype))
     return diffusion.ddim_sample(model, known.shape, steps, cond=cond, x_T=x_T, progress=progress, callback=put_back)
 
