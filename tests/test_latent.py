@@ -120,3 +120,22 @@ def test_latent_scale_factor_gives_unit_std_and_samples_decode_to_pixel_videos(a
     assert videos.shape == (2, 1, 4, 16, 16) and videos.abs().max() <= 1
     with pytest.raises(ConfigError, match="'autoencoder' task"):
         build_task(replace(config, model=config.model | {"autoencoder": str(result.checkpoint)}))
+
+
+def test_latent_text_to_video_trains_on_latents_and_loads_as_a_text_to_video_model(autoencoder_run, tmp_path):
+    from tinyvdm.pipelines.t2v import TextToVideo, TextToVideoNet
+
+    config = tiny("latent-t2v-tiny", tmp_path, model=get_preset("latent-t2v-tiny").model
+                  | {"autoencoder": str(autoencoder_run.checkpoint)})
+    task = build_task(config)
+    assert isinstance(task.model.unet, TextToVideoNet) and task.model.unet.unet.in_channels == 4
+    seen = []  # the denoiser sees 4-channel latents at 1/4 of the size: videos and joint-training frames
+    handle = task.model.unet.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
+    loss = task.loss_fn(task.model, task.batch_fn(0), torch.Generator().manual_seed(0))
+    handle.remove()
+    assert torch.isfinite(loss) and seen == [(4, 4, 4, 4, 4), (4, 4, 1, 4, 4)]
+    result = train(config)
+    t2v = TextToVideo.load(result.checkpoint)
+    assert t2v.video_shape == (4, 4, 4, 4) and t2v.decode is not None
+    videos = t2v(["the digit 3 moves left", ""], guidance=2.0, sampler="ddim", steps=3)
+    assert videos.shape == (2, 1, 4, 16, 16) and videos.abs().max() <= 1

@@ -879,12 +879,12 @@ PRESETS: dict[str, TrainConfig] = {
     "autoencoder": TrainConfig(
         preset="autoencoder", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
         loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True},
-        batch_size=8, steps=1200, lr=2e-3, min_lr=5e-5, warmup=50, ema_decay=0.995, out_dir="runs/autoencoder"),
+        batch_size=8, steps=2400, lr=2e-3, min_lr=5e-5, warmup=50, ema_decay=0.995, out_dir="runs/autoencoder"),
     "autoencoder-temporal": TrainConfig(
         preset="autoencoder-temporal", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
         loss={"kl_weight": 1e-5, "temporal_weight": 1.0, "image_mode": False},
         init_from="runs/autoencoder/ckpt.pt", train_only="temporal",
-        batch_size=8, steps=400, lr=1e-3, min_lr=5e-5, warmup=20, ema_decay=0.99, out_dir="runs/autoencoder-temporal"),
+        batch_size=8, steps=600, lr=1e-3, min_lr=5e-5, warmup=20, ema_decay=0.99, out_dir="runs/autoencoder-temporal"),
     "latent": TrainConfig(
         preset="latent", task="latent_diffusion",
         model={**_latent_unet(dim=32, dim_mults=(1, 2), attn_levels=(0, 1)),
@@ -892,6 +892,18 @@ PRESETS: dict[str, TrainConfig] = {
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None},
         batch_size=32, steps=1000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/latent"),
+    # t2v in latent space: t2v's text encoder and U-Net on the 4x8x8 latents with 1x1 patches, 8x8 tokens where t2v
+    # has 16x16, so a step costs about a quarter of t2v's; the scaling notebook's pixel-vs-latent comparison
+    "latent-t2v": TrainConfig(
+        preset="latent-t2v", task="latent_diffusion",
+        model={**{k: v for k, v in _latent_unet(dim=32, dim_mults=(1, 2, 4), patch_size=1, attn_levels=(1, 2)).items()
+                  if k != "cond_dim"}, "text_dim": 64, "text_depth": 2, "max_len": 16,
+               "autoencoder": "runs/autoencoder-temporal/ckpt.pt"},
+        data=_moving_mnist(),
+        diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0,
+                   "p_uncond": 0.1, "image_batch": 128},
+        batch_size=16, steps=1700, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/latent-t2v",
+        snapshot_every=400),
     # both in seconds, for tests: latent-tiny reads autoencoder-tiny's checkpoint
     "autoencoder-tiny": TrainConfig(
         preset="autoencoder-tiny", task="autoencoder", model=_autoencoder(dim=8, dim_mults=(1, 2, 2)),
@@ -905,6 +917,15 @@ PRESETS: dict[str, TrainConfig] = {
         data=_moving_mnist(frames=4, size=16, digit_size=10),
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None},
         batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/latent-tiny",
+        ckpt_every=10, log_every=5),
+    "latent-t2v-tiny": TrainConfig(
+        preset="latent-t2v-tiny", task="latent_diffusion",
+        model={**{k: v for k, v in _latent_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8).items() if k != "cond_dim"},
+               "text_dim": 16, "text_depth": 1, "max_len": 16, "autoencoder": "runs/autoencoder-tiny/ckpt.pt"},
+        data=_moving_mnist(frames=4, size=16, digit_size=10),
+        diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None,
+                   "p_uncond": 0.1, "image_batch": 4},
+        batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/latent-t2v-tiny",
         ckpt_every=10, log_every=5),
     # the scaling ladder's top rungs: classic Moving MNIST (2 digits, 64x64, 20 frames). "classic" is t2v's U-Net on
     # 4x4 patches (16x16 tokens; a 28-px digit under 4-px patches is a 14-px digit under 2-px ones): 10.6 GFLOP per

@@ -12,6 +12,8 @@ makes the scale factor and the training data the same every time.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -35,6 +37,12 @@ class LatentDiffusion(nn.Module):
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         return self.unet(z_t, t, cond, **kwargs)
+
+    def latent_shape(self, video_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, T, H, W) of a video -> (c_z, T, H/f, W/f) of its latent."""
+        frames, height, width = video_shape[1:]
+        f = self.autoencoder.factor
+        return self.autoencoder.latent_channels, frames, height // f, width // f
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,8 +82,13 @@ def autoencoder_task(config):
 
 def latent_diffusion_task(config):
     """UNet3D(**config.model) trained by GaussianDiffusion.training_loss on the latents of the autoencoder
-    checkpoint `config.model["autoencoder"]` (loaded frozen, EMA weights); sampling decodes to pixels."""
+    checkpoint `config.model["autoencoder"]` (loaded frozen, EMA weights); sampling decodes to pixels.
+
+    With text keys in config.model (text_dim, text_depth, max_len) it is t2v_task in latent space: the
+    denoiser is a TextToVideoNet, its batches (captioned videos and frames) are encoded before the loss.
+    """
     from ..train import ConfigError, Task, load_checkpoint, make_diffusion, random_videos
+    from .t2v import TextToVideo, t2v_task
 
     unet = dict(config.model)
     path = unet.pop("autoencoder")
@@ -83,14 +96,33 @@ def latent_diffusion_task(config):
     if ae_config.task != "autoencoder":
         raise ConfigError(f"model.autoencoder must be a checkpoint of the 'autoencoder' task; {path} is "
                           f"{ae_config.task!r}")
-    diffusion = make_diffusion(config)
     data = MovingMNIST(**config.data)
     scale = measure_scale_factor(autoencoder, random_videos(data, config, 0, n=SCALE_VIDEOS, stream="scale")[0])
-    net = LatentDiffusion(autoencoder, UNet3D(in_channels=autoencoder.latent_channels, **unet), scale)
     size = data.config.size
     video_shape = (autoencoder.in_channels, data.config.frames, size, size)
-    latent_shape = (autoencoder.latent_channels, data.config.frames, size // autoencoder.factor,
-                    size // autoencoder.factor)
+
+    if "text_dim" in unet:
+        inner = t2v_task(dataclasses.replace(config, task="t2v", model={**unet, "in_channels": autoencoder.latent_channels}))
+        net = LatentDiffusion(autoencoder, inner.model, scale)
+        latent_shape = net.latent_shape(video_shape)
+
+        def loss_fn(model, batch, generator):
+            videos, ids, *images = batch  # frames (N, C, 1, H, W) encode like one-frame videos
+            encoded = (net.encode(videos), ids) + ((net.encode(images[0]), images[1]) if images else ())
+            return inner.loss_fn(model, encoded, generator)
+
+        def sample_fn(model, n, sampler="dpmpp", steps=20, eta=0.0, generator=None, progress=True, prompts=None,
+                      guidance=3.0):
+            if prompts is None:
+                _, prompts, _ = MovingMNIST(n, split="test", seed=config.seed).batch(range(n))
+            return TextToVideo(model.unet, inner.diffusion, latent_shape, decode=model.decode)(
+                prompts, guidance, sampler, steps, generator=generator, progress=progress)
+
+        return Task(net, loss_fn, inner.batch_fn, sample_fn, inner.diffusion, video_shape)
+
+    diffusion = make_diffusion(config)
+    net = LatentDiffusion(autoencoder, UNet3D(in_channels=autoencoder.latent_channels, **unet), scale)
+    latent_shape = net.latent_shape(video_shape)
 
     def batch_fn(step: int) -> torch.Tensor:
         return random_videos(data, config, step)[0]

@@ -12,6 +12,7 @@ The denoiser reads the caption through a small text encoder trained jointly with
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,9 +45,11 @@ class TextToVideoNet(nn.Module):
 class TextToVideo:
     """A trained text-to-video model with its diffusion chain: prompts in, videos (B, 1, T, H, W) out."""
 
-    def __init__(self, net: TextToVideoNet, diffusion, video_shape: tuple[int, ...], best_guidance: float = 3.0):
+    def __init__(self, net: TextToVideoNet, diffusion, video_shape: tuple[int, ...], best_guidance: float = 3.0,
+                 decode: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.net, self.diffusion, self.video_shape = net.eval(), diffusion, tuple(video_shape)
         self.best_guidance = best_guidance  # the default scale: the card's best, for a shipped model
+        self.decode = decode  # latents -> videos, for a net that denoises an autoencoder's latents (video_shape's)
 
     @classmethod
     def load(cls, path: str | Path = CHECKPOINT, device: str = "cpu") -> "TextToVideo":
@@ -54,7 +57,10 @@ class TextToVideo:
         if not Path(path).exists():
             raise FileNotFoundError(f"no text-to-video checkpoint at {path}; train one with "
                                     "`python -m tinyvdm train --preset t2v` (see data/checkpoints/t2v.json)")
+        from .latent import LatentDiffusion
         net, config, task = load_checkpoint(path, device=device)
+        if isinstance(net, LatentDiffusion):
+            return cls(net.unet, task.diffusion, net.latent_shape(task.video_shape), card_guidance(path), net.decode)
         return cls(net, task.diffusion, task.video_shape, card_guidance(path))
 
     def __call__(self, prompts: str | list[str], guidance: float | None = None, sampler: str = "dpmpp", steps: int = 20,
@@ -70,7 +76,7 @@ class TextToVideo:
         videos, nfe = sample(self.diffusion, self.net, (len(prompts), *self.video_shape), sampler, steps, cond=ids,
                              guidance=guidance, null_cond=self.net.null_ids, generator=generator, device=device,
                              progress=progress)
-        videos = videos.clamp(-1, 1)
+        videos = self.decode(videos) if self.decode else videos.clamp(-1, 1)
         return (videos, nfe) if return_nfe else videos
 
 

@@ -1,0 +1,130 @@
+"""Latent against pixel video diffusion (Video LDM), measured on the same prompts, evaluator and machine.
+
+    python benchmarks/latent.py --parts compute,autoencoder,quality --n 256 --threads 2   # -> data/checkpoints/latent.json
+
+compute      training FLOPs of one step of each run (forward and backward of the task's loss, the frozen encoder's
+             forward included; torch.utils.flop_counter) times its steps, and its wall time from its log. The
+             latent model's cost is given alone and with its autoencoder's two runs, against t2v's.
+autoencoder  n test videos through the autoencoder: the evaluator's digit accuracy on the reconstructions (and on the
+             originals, the ceiling), PSNR, and flicker mean |Δ_t x̂ − Δ_t x|² with the temporal decoder and with
+             per-frame decoding (image_mode), from the same latents.
+quality      caption accuracy (digit, direction, both) and FVD of the shipped pixel t2v and the latent t2v run on the
+             same n prompts (half in held-out phrasings), guidance --guidance, DPM-Solver++ --steps; seconds per video.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from tinyvdm.data import MovingMNIST
+from tinyvdm.machine import describe
+from tinyvdm.metrics import Evaluator
+from tinyvdm.metrics.pixels import psnr
+from tinyvdm.models.autoencoder import flicker
+from tinyvdm.pipelines.t2v import CHECKPOINT as T2V_CHECKPOINT
+from tinyvdm.pipelines.t2v import TextToVideo, caption_accuracy
+from tinyvdm.train import build_task, get_preset, load_checkpoint, read_checkpoint
+
+CARD = T2V_CHECKPOINT.with_name("latent.json")
+RUNS = {"pixel": ["t2v"], "latent": ["autoencoder", "autoencoder-temporal", "latent-t2v"]}
+
+
+def step_flops(preset: str, changes: dict) -> int:
+    """FLOPs of one training step of `preset` (its loss's forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    config = get_preset(preset)
+    config = replace(config, **{k: config.model | v if k == "model" else v for k, v in changes.get(preset, {}).items()})
+    task = build_task(config)
+    batch = task.batch_fn(0)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        task.loss_fn(task.model, batch, torch.Generator().manual_seed(0)).backward()
+    return counter.get_total_flops()
+
+
+def compute(args) -> dict:
+    """Training compute (PFLOP) and wall time of each run; the latent pipeline's against the pixel model's."""
+    runs = {"t2v": (T2V_CHECKPOINT, None), **{name: (args.runs / name / "ckpt.pt", args.runs / name / "log.jsonl")
+                                             for name in RUNS["latent"]}}
+    changes = {"latent-t2v": {"model": {"autoencoder": str(runs["autoencoder-temporal"][0])}},
+               "autoencoder-temporal": {"init_from": None}}
+    rows = {}
+    for name, (ckpt, log) in runs.items():
+        state = read_checkpoint(ckpt, resumable=False)
+        flops = step_flops(name, changes)
+        rows[name] = {"gflop_per_step": flops / 1e9, "steps": state["step"], "pflop": flops * state["step"] / 1e15,
+                      "train_wall_s": round(state["wall_s"], 1), "threads": state["config"]["threads"]}
+        print(name, rows[name], flush=True)
+    pixel = rows["t2v"]["pflop"]
+    latent = rows["latent-t2v"]["pflop"]
+    with_ae = sum(rows[name]["pflop"] for name in RUNS["latent"])
+    return {"rows": rows, "latent_over_pixel": latent / pixel, "latent_with_autoencoder_over_pixel": with_ae / pixel,
+            "wall_latent_with_autoencoder_over_pixel":
+                sum(rows[n]["train_wall_s"] for n in RUNS["latent"]) / rows["t2v"]["train_wall_s"]}
+
+
+@torch.no_grad()
+def autoencoder(args, ev: Evaluator) -> dict:
+    """Reconstruction of n test videos: digit accuracy, PSNR, flicker of the temporal and the per-frame decoder."""
+    ae = load_checkpoint(args.runs / "autoencoder-temporal" / "ckpt.pt")[0]
+    videos, _, labels = MovingMNIST(args.n, split="test", seed=args.seed).batch(range(args.n))
+    digits = labels["digits"][:, 0]
+    z = torch.cat([ae.encode(videos[i:i + 64]).mean for i in range(0, args.n, 64)])
+    decoded = {mode: torch.cat([ae.decode(z[i:i + 64], image_mode=mode == "per_frame").clamp(-1, 1)
+                                for i in range(0, args.n, 64)]) for mode in ("temporal", "per_frame")}
+    rows = {"original": {"digit_acc": (ev.read(videos)["digit"] == digits).float().mean().item()}}
+    for mode, x_hat in decoded.items():
+        rows[mode] = {"digit_acc": (ev.read(x_hat)["digit"] == digits).float().mean().item(),
+                      "psnr": psnr(x_hat, videos).mean().item(), "flicker": flicker(x_hat, videos).item()}
+    print(json.dumps(rows), flush=True)
+    return {"n": args.n, "rows": rows, "latent_shape": list(z.shape[1:]), "video_shape": list(videos.shape[1:])}
+
+
+def quality(args, ev: Evaluator) -> dict:
+    """The pixel and the latent text-to-video models on the same prompts: caption accuracy, FVD, seconds a video."""
+    real = MovingMNIST(args.n, split="test", seed=1).batch(range(args.n))[0]
+    rows = {}
+    for name, path in (("pixel", T2V_CHECKPOINT), ("latent", args.runs / "latent-t2v" / "ckpt.pt")):
+        t2v = TextToVideo.load(path)
+        began = time.perf_counter()
+        scores, videos = caption_accuracy(t2v, ev, n=args.n, guidance=args.guidance, sampler="dpmpp", steps=args.steps,
+                                          seed=args.seed, batch=args.batch)
+        seconds = time.perf_counter() - began
+        rows[name] = {**scores, "fvd": ev.fvd(videos, real).value, "seconds_per_video": seconds / args.n,
+                      "denoised_shape": list(t2v.video_shape)}
+        print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in rows[name].items()}, flush=True)
+    return {"n": args.n, "guidance": args.guidance, "sampler": "dpmpp", "steps": args.steps, "rows": rows,
+            "digit_points_behind": 100 * (rows["pixel"]["digit_acc"] - rows["latent"]["digit_acc"])}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="compute,autoencoder,quality")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the autoencoder and latent runs")
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--guidance", type=float, default=7.0)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=CARD)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ev = Evaluator.load()
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    parts = {"compute": lambda: compute(args), "autoencoder": lambda: autoencoder(args, ev),
+             "quality": lambda: quality(args, ev)}
+    for part in args.parts.split(","):
+        report[part] = parts[part]() | {"measured_on": describe("cpu"), "threads": torch.get_num_threads()}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # after every part
+    return report
+
+
+if __name__ == "__main__":
+    main()
