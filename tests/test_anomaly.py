@@ -193,6 +193,29 @@ def test_prediction_is_seeded_min_is_at_most_mean_and_bad_context_is_named():
         run(0, reduction="max")
 
 
+class CopyLastKnown(torch.nn.Module):
+    """A frame-conditioned x_0-predictor (UNet3D(ctx_channels=2)'s interface) that predicts every unknown frame as the
+    last known one, ctx = [m ⊙ x^a, m]: the prediction of a video that stops."""
+    ctx_channels = 2
+
+    def forward(self, x_t, t, cond=None, ctx=None):
+        known, m = ctx[:, :1], ctx[:, 1:]
+        last = m[:, 0, :, 0, 0].sum(1).long() - 1  # the known frames are a prefix
+        return known[torch.arange(len(known)), :, last][:, :, None].expand_as(x_t)
+
+
+def test_a_frame_conditioned_model_predicts_from_the_past_it_is_given_as_context():
+    """With the past as ctx (no replacement), a model that repeats the last known frame scores frame t by
+    mean (x_t − x_{t−1})², whatever the noise: frame t's run sees exactly frames [0, t)."""
+    videos = torch.rand(3, 1, 6, 8, 8) * 2 - 1
+    diffusion = GaussianDiffusion(cosine_beta_schedule(50), prediction="x0")
+    s, predicted = prediction_scores(diffusion, CopyLastKnown(), videos, steps=3, draws=2, context=2,
+                                     generator=torch.Generator().manual_seed(0), return_frames=True)
+    expected = (videos[:, :, 1:] - videos[:, :, :-1]).square().mean((1, 3, 4))  # frames 1 … T − 1
+    torch.testing.assert_close(s[:, 2:], expected[:, 1:])
+    torch.testing.assert_close(predicted[:, :, 2:], videos[:, :, 1:-1])
+
+
 def test_reconstruction_is_seeded_and_passes_the_condition_through():
     videos = torch.rand(2, 1, 4, 8, 8) * 2 - 1
     diffusion = GaussianDiffusion(cosine_beta_schedule(50))

@@ -40,6 +40,7 @@ from einops import rearrange, reduce, repeat
 from ..diffusion import GaussianDiffusion
 from ..diffusion._batch import randn
 from ..metrics.ranking import auroc, average_precision
+from .frames import conditioned
 
 # the course's detector: the t2v preset trained on normal videos only (no 9s); its card says how and what it scores
 CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "anomaly.pt"
@@ -91,7 +92,10 @@ def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor,
     known = repeat(torch.arange(T, device=videos.device) < targets[:, None], "p t -> (k p b) 1 t 1 1", k=draws, b=B)
     cond = None if cond is None else repeat(cond, "b ... -> (k p b) ...", k=draws, p=P)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
-    put_back = diffusion.replacement(x0, known, noise)  # the known frames, noised to each step with the same ε
+    if getattr(model, "ctx_channels", None) == 2:  # a frame-conditioned model (MCVD) sees the past as its context
+        model, put_back = conditioned(model, x0, known), None
+    else:  # the replacement method: the known frames, noised to each step with the same ε
+        put_back = diffusion.replacement(x0, known, noise)
     x_T = diffusion.q_sample(x0, torch.full((len(x0),), t_start, device=x0.device), noise)
     x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond, x_T=x_T, t_start=t_start,
                                    callback=put_back)
