@@ -1,5 +1,6 @@
 """Latent against pixel video diffusion (Video LDM), measured on the same prompts, evaluator and machine.
 
+    python benchmarks/latent.py --export          # runs/autoencoder-temporal -> data/checkpoints/autoencoder.pt + card
     python benchmarks/latent.py --parts compute,autoencoder,quality --n 256 --threads 2   # -> data/checkpoints/latent.json
 
 compute      training FLOPs of one step of each run (forward and backward of the task's loss, the frozen encoder's
@@ -7,7 +8,7 @@ compute      training FLOPs of one step of each run (forward and backward of the
              latent model's cost is given alone and with its autoencoder's two runs, against t2v's.
 autoencoder  n test videos through the autoencoder: the evaluator's digit accuracy on the reconstructions (and on the
              originals, the ceiling), PSNR, and flicker mean |Δ_t x̂ − Δ_t x|² with the temporal decoder and with
-             per-frame decoding (image_mode), from the same latents.
+             per-frame decoding (image_mode), from the same latents: μ(x), and μ(x) + σ ε with σ = 0.1, 0.2.
 quality      caption accuracy (digit, direction, both) and FVD of the shipped pixel t2v and the latent t2v run on the
              same n prompts (half in held-out phrasings), guidance --guidance, DPM-Solver++ --steps; seconds per video.
 """
@@ -28,9 +29,12 @@ from tinyvdm.metrics.pixels import psnr
 from tinyvdm.models.autoencoder import flicker
 from tinyvdm.pipelines.t2v import CHECKPOINT as T2V_CHECKPOINT
 from tinyvdm.pipelines.t2v import TextToVideo, caption_accuracy
-from tinyvdm.train import build_task, get_preset, load_checkpoint, read_checkpoint
+from tinyvdm.train import build_task, export_run, get_preset, load_checkpoint, read_checkpoint
 
 CARD = T2V_CHECKPOINT.with_name("latent.json")
+AUTOENCODER = T2V_CHECKPOINT.with_name("autoencoder.pt")
+AUTOENCODER_COMMAND = ("python -m tinyvdm train --preset autoencoder --threads 2 && "
+                       "python -m tinyvdm train --preset autoencoder-temporal --threads 2")
 RUNS = {"pixel": ["t2v"], "latent": ["autoencoder", "autoencoder-temporal", "latent-t2v"]}
 
 
@@ -70,19 +74,25 @@ def compute(args) -> dict:
 
 @torch.no_grad()
 def autoencoder(args, ev: Evaluator) -> dict:
-    """Reconstruction of n test videos: digit accuracy, PSNR, flicker of the temporal and the per-frame decoder."""
-    ae = load_checkpoint(args.runs / "autoencoder-temporal" / "ckpt.pt")[0]
+    """Reconstruction of n test videos: digit accuracy, PSNR, flicker of the temporal and the per-frame decoder, from
+    the latents μ(x) and from latents perturbed frame by frame, μ(x) + σ ε (what a diffusion model's samples are like)."""
+    ae = load_checkpoint(AUTOENCODER)[0]
     videos, _, labels = MovingMNIST(args.n, split="test", seed=args.seed).batch(range(args.n))
     digits = labels["digits"][:, 0]
     z = torch.cat([ae.encode(videos[i:i + 64]).mean for i in range(0, args.n, 64)])
-    decoded = {mode: torch.cat([ae.decode(z[i:i + 64], image_mode=mode == "per_frame").clamp(-1, 1)
-                                for i in range(0, args.n, 64)]) for mode in ("temporal", "per_frame")}
+    generator = torch.Generator().manual_seed(args.seed)
     rows = {"original": {"digit_acc": (ev.read(videos)["digit"] == digits).float().mean().item()}}
-    for mode, x_hat in decoded.items():
-        rows[mode] = {"digit_acc": (ev.read(x_hat)["digit"] == digits).float().mean().item(),
-                      "psnr": psnr(x_hat, videos).mean().item(), "flicker": flicker(x_hat, videos).item()}
-    print(json.dumps(rows), flush=True)
-    return {"n": args.n, "rows": rows, "latent_shape": list(z.shape[1:]), "video_shape": list(videos.shape[1:])}
+    for sigma in (0.0, 0.1, 0.2):
+        z_sigma = z + sigma * torch.randn(z.shape, generator=generator)
+        for mode in ("temporal", "per_frame"):
+            x_hat = torch.cat([ae.decode(z_sigma[i:i + 64], image_mode=mode == "per_frame").clamp(-1, 1)
+                               for i in range(0, args.n, 64)])
+            rows[mode if not sigma else f"{mode}, latent noise {sigma:g}"] = {
+                "digit_acc": (ev.read(x_hat)["digit"] == digits).float().mean().item(),
+                "psnr": psnr(x_hat, videos).mean().item(), "flicker": flicker(x_hat, videos).item()}
+    print(json.dumps(rows, indent=1), flush=True)
+    return {"n": args.n, "rows": rows, "latent_std": z.std().item(), "latent_shape": list(z.shape[1:]),
+            "video_shape": list(videos.shape[1:])}
 
 
 def quality(args, ev: Evaluator) -> dict:
@@ -104,6 +114,7 @@ def quality(args, ev: Evaluator) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export", action="store_true", help="only ship runs/autoencoder-temporal and its card")
     parser.add_argument("--parts", default="compute,autoencoder,quality")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the autoencoder and latent runs")
     parser.add_argument("--n", type=int, default=256)
@@ -116,6 +127,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.export:
+        run = args.runs / "autoencoder-temporal"
+        card = export_run(run, AUTOENCODER, "the latent video diffusion's autoencoder (tinyvdm.models.autoencoder): "
+                          "frames trained alone, then its temporal decoder layers against flicker; EMA weights in fp16",
+                          AUTOENCODER_COMMAND)
+        first = read_checkpoint(args.runs / "autoencoder" / "ckpt.pt")  # the first run's cost, for the card
+        card |= {"first_run": {"steps": first["step"], "train_wall_s": round(first["wall_s"], 1)}}
+        AUTOENCODER.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+        return card
     ev = Evaluator.load()
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     parts = {"compute": lambda: compute(args), "autoencoder": lambda: autoencoder(args, ev),

@@ -49,6 +49,17 @@ def test_encoder_downsamples_4x_and_decoder_restores_the_size():
         ae.encode(torch.zeros(1, 1, 2, 30, 32))
 
 
+def test_latent_noise_perturbs_each_frames_latent_before_decoding():
+    torch.manual_seed(0)
+    ae = VideoAutoencoder()
+    x = torch.rand(2, 1, 3, 16, 16) * 2 - 1
+    x_hat, q = ae(x, generator=torch.Generator().manual_seed(1), latent_noise=0.5)
+    g = torch.Generator().manual_seed(1)
+    z = q.sample(g)
+    torch.testing.assert_close(x_hat, ae.decode(z + 0.5 * torch.randn(z.shape, generator=g)))
+    assert not torch.allclose(x_hat, ae(x, generator=torch.Generator().manual_seed(1))[0])
+
+
 def test_temporal_decoder_starts_as_identity_so_video_decoding_is_per_frame_decoding():
     torch.manual_seed(0)
     ae = VideoAutoencoder()

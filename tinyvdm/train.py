@@ -878,11 +878,11 @@ PRESETS: dict[str, TrainConfig] = {
     # 3: the course's U-Net on its 4x8x8 latents, the token grid of the course model's 4x4 patches (~12 min).
     "autoencoder": TrainConfig(
         preset="autoencoder", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
-        loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True},
+        loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True, "latent_noise": 0.0},
         batch_size=8, steps=2400, lr=2e-3, min_lr=5e-5, warmup=50, ema_decay=0.995, out_dir="runs/autoencoder"),
     "autoencoder-temporal": TrainConfig(
         preset="autoencoder-temporal", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
-        loss={"kl_weight": 1e-5, "temporal_weight": 1.0, "image_mode": False},
+        loss={"kl_weight": 1e-5, "temporal_weight": 1.0, "image_mode": False, "latent_noise": 0.0},
         init_from="runs/autoencoder/ckpt.pt", train_only="temporal",
         batch_size=8, steps=600, lr=1e-3, min_lr=5e-5, warmup=20, ema_decay=0.99, out_dir="runs/autoencoder-temporal"),
     "latent": TrainConfig(
@@ -908,7 +908,7 @@ PRESETS: dict[str, TrainConfig] = {
     "autoencoder-tiny": TrainConfig(
         preset="autoencoder-tiny", task="autoencoder", model=_autoencoder(dim=8, dim_mults=(1, 2, 2)),
         data=_moving_mnist(frames=4, size=16, digit_size=10),
-        loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True},
+        loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True, "latent_noise": 0.0},
         batch_size=4, steps=30, lr=3e-3, min_lr=1e-4, warmup=5, ema_decay=0.9, out_dir="runs/autoencoder-tiny",
         ckpt_every=10, log_every=5),
     "latent-tiny": TrainConfig(

@@ -58,11 +58,15 @@ class VideoAutoencoder(nn.Module):
         self.conv_out = nn.Conv2d(dim, in_channels, 3, padding=1)
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                image_mode: bool = False) -> tuple[torch.Tensor, DiagonalGaussian]:
-        """x (B, C, T, H, W) -> (x̂ = D(z), q(z | x)) with z ~ q(z | x) reparameterised."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, image_mode: bool = False,
+                latent_noise: float = 0.0) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """x (B, C, T, H, W) -> (x̂ = D(z + σ_n ε), q(z | x)) with z ~ q(z | x) reparameterised and σ_n = latent_noise:
+        latents perturbed frame by frame, as a diffusion model's samples are, for the temporal decoder to undo."""
         posterior = self.encode(x)
-        return self.decode(posterior.sample(generator), image_mode=image_mode), posterior
+        z = posterior.sample(generator)
+        if latent_noise:
+            z = z + latent_noise * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        return self.decode(z, image_mode=image_mode), posterior
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """q(z | x), frame by frame: x (B, C, T, H, W) -> mean and log-variance (B, latent_channels, T, H/f, W/f)."""

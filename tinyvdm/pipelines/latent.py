@@ -63,17 +63,18 @@ def measure_scale_factor(autoencoder: VideoAutoencoder, videos: torch.Tensor) ->
 
 def autoencoder_task(config):
     """VideoAutoencoder(**config.model) on Moving MNIST, loss options `config.loss`: kl_weight (β),
-    temporal_weight (λ_t), image_mode (frames alone, temporal layers skipped)."""
+    temporal_weight (λ_t), image_mode (frames alone, temporal layers skipped), latent_noise (σ_n, default 0)."""
     from ..train import Task, random_videos
 
     data = MovingMNIST(**config.data)
     kl_weight, temporal_weight, image_mode = (config.loss[k] for k in ("kl_weight", "temporal_weight", "image_mode"))
+    latent_noise = config.loss.get("latent_noise", 0.0)
 
     def batch_fn(step: int) -> torch.Tensor:
         return random_videos(data, config, step)[0]  # (B, 1, T, H, W)
 
     def loss_fn(model, x, generator):
-        x_hat, posterior = model(x, generator=generator, image_mode=image_mode)
+        x_hat, posterior = model(x, generator=generator, image_mode=image_mode, latent_noise=latent_noise)
         return autoencoder_loss(x, x_hat, posterior, kl_weight, temporal_weight)
 
     video_shape = (config.model["in_channels"], data.config.frames, data.config.size, data.config.size)
