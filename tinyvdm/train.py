@@ -873,9 +873,11 @@ PRESETS: dict[str, TrainConfig] = {
                    "mask_probs": (0.2, 0.3, 0.5)},
         batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/frames-tiny",
         ckpt_every=10, log_every=5),
-    # latent video diffusion (tinyvdm.pipelines.latent), three runs. 1: the autoencoder on single frames (~7 min on a
-    # 2-core CPU, 1200 steps of 8 videos' 64 frames). 2: its temporal layers alone, against flicker (~2 min).
-    # 3: the course's U-Net on its 4x8x8 latents, the token grid of the course model's 4x4 patches (~12 min).
+    # latent video diffusion (tinyvdm.pipelines.latent). 1: the autoencoder on single frames (10 min on a 2-core CPU,
+    # 2400 steps of 8 videos' 64 frames). 2: its temporal layers alone, against flicker (2 min). Shipped as
+    # data/checkpoints/autoencoder.pt. loss.latent_noise = 0.1 in run 2 (decoding perturbed latents) was measured and
+    # not kept: flicker -4 % on perturbed latents, +2 % on clean ones. 3: the course's U-Net on its 4x8x8 latents, the
+    # token grid of the course model's 4x4 patches; or latent-t2v below.
     "autoencoder": TrainConfig(
         preset="autoencoder", task="autoencoder", model=_autoencoder(), data=_moving_mnist(),
         loss={"kl_weight": 1e-5, "temporal_weight": 0.0, "image_mode": True, "latent_noise": 0.0},
@@ -893,7 +895,8 @@ PRESETS: dict[str, TrainConfig] = {
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None},
         batch_size=32, steps=1000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/latent"),
     # t2v in latent space: t2v's text encoder and U-Net on the 4x8x8 latents with 1x1 patches, 8x8 tokens where t2v
-    # has 16x16, so a step costs about a quarter of t2v's; the scaling notebook's pixel-vs-latent comparison
+    # has 16x16: 42 GFLOP a step (the frozen encoder's included) against t2v's 127, and 1700 steps, so that with the
+    # autoencoder's two runs it costs 1/3 of t2v's training FLOPs (data/checkpoints/latent.json)
     "latent-t2v": TrainConfig(
         preset="latent-t2v", task="latent_diffusion",
         model={**{k: v for k, v in _latent_unet(dim=32, dim_mults=(1, 2, 4), patch_size=1, attn_levels=(1, 2)).items()
