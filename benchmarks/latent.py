@@ -4,8 +4,9 @@
     python benchmarks/latent.py --parts compute,autoencoder,quality --n 256 --threads 2   # -> data/checkpoints/latent.json
 
 compute      training FLOPs of one step of each run (forward and backward of the task's loss, the frozen encoder's
-             forward included; torch.utils.flop_counter) times its steps, and its wall time from its log. The
-             latent model's cost is given alone and with its autoencoder's two runs, against t2v's.
+             forward included; torch.utils.flop_counter) times its steps; its wall time from its checkpoint (runs
+             that shared the CPU with other jobs ran slower), and --time_steps steps of each timed back to back here,
+             times its steps. The latent model's cost is given alone and with its autoencoder's two runs, against t2v's.
 autoencoder  n test videos through the autoencoder: the evaluator's digit accuracy on the reconstructions (and on the
              originals, the ceiling), PSNR, and flicker mean |Δ_t x̂ − Δ_t x|² with the temporal decoder and with
              per-frame decoding (image_mode), from the same latents: μ(x), and μ(x) + σ ε with σ = 0.1, 0.2.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,17 +40,28 @@ AUTOENCODER_COMMAND = ("python -m tinyvdm train --preset autoencoder --threads 2
 RUNS = {"pixel": ["t2v"], "latent": ["autoencoder", "autoencoder-temporal", "latent-t2v"]}
 
 
-def step_flops(preset: str, changes: dict) -> int:
-    """FLOPs of one training step of `preset` (its loss's forward and backward)."""
+def step_cost(preset: str, changes: dict, repeats: int) -> tuple[int, float]:
+    """FLOPs of one training step of `preset` (its loss's forward and backward), and the median seconds of `repeats`
+    such steps with the optimizer's update (after the counted one, which warms up)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
     config = get_preset(preset)
     config = replace(config, **{k: config.model | v if k == "model" else v for k, v in changes.get(preset, {}).items()})
     task = build_task(config)
-    batch = task.batch_fn(0)
-    counter = FlopCounterMode(display=False)
-    with counter:
+    optimizer = torch.optim.AdamW([p for p in task.model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step(batch) -> float:
+        began = time.perf_counter()
         task.loss_fn(task.model, batch, torch.Generator().manual_seed(0)).backward()
-    return counter.get_total_flops()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - began
+
+    counter = FlopCounterMode(display=False)
+    with sdpa_kernel(SDPBackend.MATH), counter:  # the fused CPU attention kernels go uncounted; the math one is matmuls
+        step(task.batch_fn(0))
+    seconds = statistics.median(step(task.batch_fn(i + 1)) for i in range(repeats)) if repeats else float("nan")
+    return counter.get_total_flops(), seconds
 
 
 def compute(args) -> dict:
@@ -60,16 +73,20 @@ def compute(args) -> dict:
     rows = {}
     for name, (ckpt, log) in runs.items():
         state = read_checkpoint(ckpt, resumable=False)
-        flops = step_flops(name, changes)
+        flops, seconds = step_cost(name, changes, args.time_steps)
         rows[name] = {"gflop_per_step": flops / 1e9, "steps": state["step"], "pflop": flops * state["step"] / 1e15,
-                      "train_wall_s": round(state["wall_s"], 1), "threads": state["config"]["threads"]}
+                      "train_wall_s": round(state["wall_s"], 1), "threads": state["config"]["threads"],
+                      "step_s_now": seconds, "train_s_now": seconds * state["step"]}
         print(name, rows[name], flush=True)
     pixel = rows["t2v"]["pflop"]
     latent = rows["latent-t2v"]["pflop"]
     with_ae = sum(rows[name]["pflop"] for name in RUNS["latent"])
+    seconds = lambda key, names: sum(rows[n][key] for n in names)  # noqa: E731
     return {"rows": rows, "latent_over_pixel": latent / pixel, "latent_with_autoencoder_over_pixel": with_ae / pixel,
             "wall_latent_with_autoencoder_over_pixel":
-                sum(rows[n]["train_wall_s"] for n in RUNS["latent"]) / rows["t2v"]["train_wall_s"]}
+                seconds("train_wall_s", RUNS["latent"]) / rows["t2v"]["train_wall_s"],
+            "timed_now_latent_with_autoencoder_over_pixel":
+                seconds("train_s_now", RUNS["latent"]) / rows["t2v"]["train_s_now"]}
 
 
 @torch.no_grad()
@@ -118,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parts", default="compute,autoencoder,quality")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the autoencoder and latent runs")
     parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--time_steps", type=int, default=10, help="compute: training steps of each run to time")
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=128)

@@ -275,10 +275,12 @@ def _train_step(name: str, shape: tuple[int, ...], device: str = "cpu", unet: di
 
 
 def _count_flops(step) -> int:
-    """FLOPs of one training step (matmuls, convolutions, attention; forward and backward)."""
+    """FLOPs of one training step (matmuls, convolutions, attention; forward and backward). Attention runs its math
+    kernel here: the counter has no formula for the fused CPU kernel and would count its attention as 0."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
-    with counter:
+    with sdpa_kernel(SDPBackend.MATH), counter:
         step()
     return counter.get_total_flops()
 
