@@ -131,6 +131,11 @@ def test_sample_cli_cascade_writes_the_last_stages_frames(cascade, tmp_path, mon
         assert im.n_frames == 8
 
 
+def test_the_shipped_cascade_loads_from_the_shipped_checkpoints_and_chains():
+    shipped = Cascade.load()
+    assert [s.name for s in shipped.stages] == ["tsr", "ssr"] and shipped.out_shape == (1, 16, 64, 64)
+
+
 def test_missing_stage_checkpoint_names_the_training_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m tinyvdm train --preset tsr"):
         Cascade.load(tsr=tmp_path / "tsr.pt", ssr=tmp_path / "ssr.pt")

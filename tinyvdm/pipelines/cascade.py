@@ -1,12 +1,13 @@
 """A cascade (Imagen Video, Ho et al. 2022): a base text-to-video model, then stages that add frames or pixels.
 
-    cascade = Cascade.load()          # base (8 frames, 32²) → TSR (16 frames, 32²) → SSR (16 frames, 64²)
+    cascade = Cascade.load()          # base (8 frames, 32²) → TSR (16 frames, 32²) → SSR (16 frames, 64²), as shipped
     videos = cascade(["the digit 7 moves left"], base={"guidance": 3.0}, ssr={"aug_level": 0.2, "steps": 10})
 
 Each stage's options (sampler, steps, guidance, aug_level, ...) go in a dict under its name. A stage is anything
 with `name`, `in_shape` and `out_shape` (the (C, T, H, W) it takes and makes) that is called as
 `stage(video, generator=, progress=, **options) -> video`: a `SuperResolution`, or a frame-interpolation model
-(`frames.Interpolation`: `Cascade.load(tsr="data/checkpoints/frames.pt")` takes either).
+(`frames.Interpolation`). The shipped TSR is the frames model interpolating; an imagen-style TSR stage, once trained
+and exported (`benchmarks/cascade.py --export runs/tsr`), is `Cascade.load(tsr=CHECKPOINTS["tsr"])`.
 Sizes must chain: the base makes stages[0].in_shape, stage i makes stage i + 1's in_shape.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .superres import SuperResolution
 from .t2v import CHECKPOINT as BASE_CHECKPOINT
 from .t2v import TextToVideo
 
-CHECKPOINTS = {name: BASE_CHECKPOINT.with_name(f"{name}.pt") for name in ("tsr", "ssr")}
+CHECKPOINTS = {name: BASE_CHECKPOINT.with_name(f"{name}.pt") for name in ("tsr", "ssr")}  # where stages export to
+SHIPPED = {"tsr": BASE_CHECKPOINT.with_name("frames.pt"), "ssr": CHECKPOINTS["ssr"]}
 
 
 class Stage(Protocol):
@@ -42,9 +44,9 @@ class Cascade:
                     + [(s.name, tuple(s.in_shape), tuple(s.out_shape)) for s in self.stages])
 
     @classmethod
-    def load(cls, base: str | Path = BASE_CHECKPOINT, tsr: str | Path = CHECKPOINTS["tsr"],
-             ssr: str | Path = CHECKPOINTS["ssr"], device: str = "cpu") -> "Cascade":
-        """The shipped base → TSR → SSR cascade (or the checkpoints given)."""
+    def load(cls, base: str | Path = BASE_CHECKPOINT, tsr: str | Path = SHIPPED["tsr"],
+             ssr: str | Path = SHIPPED["ssr"], device: str = "cpu") -> "Cascade":
+        """The shipped base → TSR (the frames model) → SSR cascade, or the checkpoints given."""
         stages = []
         for name, path in (("tsr", tsr), ("ssr", ssr)):
             if not Path(path).exists():
