@@ -242,6 +242,8 @@ def test_overrides_are_parsed_by_the_type_of_the_value_they_replace():
     assert (config.steps, config.lr, config.compile, config.betas, fresh) == (7, 3e-4, True, (0.9, 0.95), True)
     assert (config.model["dim_mults"], config.model["dim"], config.data["bounce"]) == ((1, 2, 4), 16, False)
     assert get_preset("tiny").model["dim"] == 8, "overrides must not change the preset itself"
+    config, _ = parse_train_args(["--preset", "t2v", "--diffusion.min_snr_gamma", "None"])
+    assert config.diffusion["min_snr_gamma"] is None and get_preset("t2v").diffusion["min_snr_gamma"] == 5.0
 
 
 @pytest.mark.parametrize("argv, message", [

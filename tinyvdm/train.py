@@ -525,7 +525,10 @@ def override(config: TrainConfig, pairs: list[tuple[str, str]]) -> TrainConfig:
 
 
 def parse_value(key: str, text: str, current):
-    """`text` as the type of `current`: bool (true/false), int, float, str, tuple ("1,2,4"), or any literal if None."""
+    """`text` as the type of `current`: bool (true/false), int, float, str, tuple ("1,2,4"), or any literal if None;
+    "None" turns an option off (`--diffusion.min_snr_gamma None`)."""
+    if text == "None":
+        return None
     kind = type(current)
     try:
         if kind is bool:
