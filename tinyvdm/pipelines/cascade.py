@@ -1,6 +1,6 @@
 """A cascade (Imagen Video, Ho et al. 2022): a base text-to-video model, then stages that add frames or pixels.
 
-    cascade = Cascade.load()          # base (8 frames, 32²) → TSR (16 frames, 32²) → SSR (16 frames, 64²), as shipped
+    cascade = Cascade.load()  # shipped: base (8 frames, 32²) → TSR (16 frames, 32²) → SSR (16 frames, 64²)
     videos = cascade(["the digit 7 moves left"], base={"guidance": 3.0}, ssr={"aug_level": 0.2, "steps": 10})
 
 Each stage's options (sampler, steps, guidance, aug_level, ...) go in a dict under its name. A stage is anything

@@ -103,7 +103,8 @@ def latent_diffusion_task(config):
     video_shape = (autoencoder.in_channels, data.config.frames, size, size)
 
     if "text_dim" in unet:
-        inner = t2v_task(dataclasses.replace(config, task="t2v", model={**unet, "in_channels": autoencoder.latent_channels}))
+        latent_model = {**unet, "in_channels": autoencoder.latent_channels}
+        inner = t2v_task(dataclasses.replace(config, task="t2v", model=latent_model))
         net = LatentDiffusion(autoencoder, inner.model, scale)
         latent_shape = net.latent_shape(video_shape)
 
