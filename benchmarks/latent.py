@@ -32,6 +32,7 @@ from tinyvdm.models.autoencoder import flicker
 from tinyvdm.pipelines.t2v import CHECKPOINT as T2V_CHECKPOINT
 from tinyvdm.pipelines.t2v import TextToVideo, caption_accuracy
 from tinyvdm.train import build_task, export_run, get_preset, load_checkpoint, read_checkpoint
+from train_step import _count_flops  # benchmarks/train_step.py: a script run from benchmarks/ has it on its path
 
 CARD = T2V_CHECKPOINT.with_name("latent.json")
 AUTOENCODER = T2V_CHECKPOINT.with_name("autoencoder.pt")
@@ -43,8 +44,6 @@ RUNS = {"pixel": ["t2v"], "latent": ["autoencoder", "autoencoder-temporal", "lat
 def step_cost(preset: str, changes: dict, repeats: int) -> tuple[int, float]:
     """FLOPs of one training step of `preset` (its loss's forward and backward), and the median seconds of `repeats`
     such steps with the optimizer's update (after the counted one, which warms up)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
     config = get_preset(preset)
     config = replace(config, **{k: config.model | v if k == "model" else v for k, v in changes.get(preset, {}).items()})
     task = build_task(config)
@@ -57,21 +56,18 @@ def step_cost(preset: str, changes: dict, repeats: int) -> tuple[int, float]:
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - began
 
-    counter = FlopCounterMode(display=False)
-    with sdpa_kernel(SDPBackend.MATH), counter:  # the fused CPU attention kernels go uncounted; the math one is matmuls
-        step(task.batch_fn(0))
+    flops = _count_flops(lambda: step(task.batch_fn(0)))  # the counted step warms up
     seconds = statistics.median(step(task.batch_fn(i + 1)) for i in range(repeats)) if repeats else float("nan")
-    return counter.get_total_flops(), seconds
+    return flops, seconds
 
 
 def compute(args) -> dict:
     """Training compute (PFLOP) and wall time of each run; the latent pipeline's against the pixel model's."""
-    runs = {"t2v": (T2V_CHECKPOINT, None), **{name: (args.runs / name / "ckpt.pt", args.runs / name / "log.jsonl")
-                                             for name in RUNS["latent"]}}
-    changes = {"latent-t2v": {"model": {"autoencoder": str(runs["autoencoder-temporal"][0])}},
+    runs = {"t2v": T2V_CHECKPOINT, **{name: args.runs / name / "ckpt.pt" for name in RUNS["latent"]}}
+    changes = {"latent-t2v": {"model": {"autoencoder": str(runs["autoencoder-temporal"])}},
                "autoencoder-temporal": {"init_from": None}}
     rows = {}
-    for name, (ckpt, log) in runs.items():
+    for name, ckpt in runs.items():
         state = read_checkpoint(ckpt, resumable=False)
         flops, seconds = step_cost(name, changes, args.time_steps)
         rows[name] = {"gflop_per_step": flops / 1e9, "steps": state["step"], "pflop": flops * state["step"] / 1e15,

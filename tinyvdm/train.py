@@ -807,6 +807,12 @@ def _autoencoder(**overrides) -> dict:
     return {name: p.default for name, p in inspect.signature(VideoAutoencoder).parameters.items()} | overrides
 
 
+def _t2v_model(unet: dict, text_dim: int, text_depth: int, max_len: int = 16) -> dict:
+    """A TextToVideoNet's keywords: the U-Net's (its cond_dim is the text encoder's width) and the text encoder's."""
+    return {**{k: v for k, v in unet.items() if k != "cond_dim"}, "text_dim": text_dim, "text_depth": text_depth,
+            "max_len": max_len}
+
+
 def _moving_mnist(**overrides) -> dict:
     """Every option of the course's Moving MNIST, written out so the config alone says what the data was."""
     return {"length": 10_000, "split": "train", "seed": 0, **asdict(VIDEO_PRESETS["course"]), **overrides}
@@ -834,8 +840,7 @@ PRESETS: dict[str, TrainConfig] = {
     # noisiest steps; min-SNR-5 weighting (Hang et al. 2023) spends less of the loss on the least noisy ones.
     "t2v": TrainConfig(
         preset="t2v", task="t2v",
-        model={**{k: v for k, v in _unet(dim=32, dim_mults=(1, 2, 4), patch_size=2, attn_levels=(1, 2)).items()
-                  if k != "cond_dim"}, "text_dim": 64, "text_depth": 2, "max_len": 16},
+        model=_t2v_model(_unet(dim=32, dim_mults=(1, 2, 4), patch_size=2, attn_levels=(1, 2)), 64, 2),
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0,
                    "clip_x0": 1.0, "p_uncond": 0.1, "image_batch": 128},
@@ -852,8 +857,7 @@ PRESETS: dict[str, TrainConfig] = {
     # text-to-video with caption dropout, in seconds: for tests
     "t2v-tiny": TrainConfig(
         preset="t2v-tiny", task="t2v",
-        model={**{k: v for k, v in _unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8).items() if k != "cond_dim"},
-               "text_dim": 16, "text_depth": 1, "max_len": 16},
+        model=_t2v_model(_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8), 16, 1),
         data=_moving_mnist(frames=4, size=16, digit_size=10),
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None,
                    "p_uncond": 0.1, "image_batch": 0},
@@ -898,12 +902,11 @@ PRESETS: dict[str, TrainConfig] = {
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": None},
         batch_size=32, steps=1000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/latent"),
     # t2v in latent space: t2v's text encoder and U-Net on the 4x8x8 latents with 1x1 patches, 8x8 tokens where t2v
-    # has 16x16: 42 GFLOP a step (the frozen encoder's included) against t2v's 127, and 1700 steps, so that with the
+    # has 16x16: 43 GFLOP a step (the frozen encoder's included) against t2v's 132, and 1700 steps, so that with the
     # autoencoder's two runs it costs 1/3 of t2v's training FLOPs (data/checkpoints/latent.json)
     "latent-t2v": TrainConfig(
         preset="latent-t2v", task="latent_diffusion",
-        model={**{k: v for k, v in _latent_unet(dim=32, dim_mults=(1, 2, 4), patch_size=1, attn_levels=(1, 2)).items()
-                  if k != "cond_dim"}, "text_dim": 64, "text_depth": 2, "max_len": 16,
+        model={**_t2v_model(_latent_unet(dim=32, dim_mults=(1, 2, 4), patch_size=1, attn_levels=(1, 2)), 64, 2),
                "autoencoder": "runs/autoencoder-temporal/ckpt.pt"},
         data=_moving_mnist(),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0,
@@ -926,8 +929,8 @@ PRESETS: dict[str, TrainConfig] = {
         ckpt_every=10, log_every=5),
     "latent-t2v-tiny": TrainConfig(
         preset="latent-t2v-tiny", task="latent_diffusion",
-        model={**{k: v for k, v in _latent_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8).items() if k != "cond_dim"},
-               "text_dim": 16, "text_depth": 1, "max_len": 16, "autoencoder": "runs/autoencoder-tiny/ckpt.pt"},
+        model={**_t2v_model(_latent_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8), 16, 1),
+               "autoencoder": "runs/autoencoder-tiny/ckpt.pt"},
         data=_moving_mnist(frames=4, size=16, digit_size=10),
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None,
                    "p_uncond": 0.1, "image_batch": 4},
