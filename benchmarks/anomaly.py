@@ -2,23 +2,25 @@
 
     python benchmarks/anomaly.py --export runs/anomaly --command "python -m tinyvdm train ..."   # checkpoint + card
     python benchmarks/anomaly.py --choose_seed 1 --card      # choose on seed 1, report seed 0, into the card
-    python benchmarks/anomaly.py --ckpt data/checkpoints/t2v.pt --t_start 200 --post raw          # fixed settings
+    python benchmarks/anomaly.py --ckpt runs/anomaly-tiny/ckpt.pt --n 2 --t_start 5 --pred_t_start 9 --draws 1
 
-The detector is partial-diffusion reconstruction (`tinyvdm.pipelines.anomaly.reconstruction_scores`), one row per
-t_start, driven with the empty caption ("null") or, for a caption model, with the caption of the normal video each
-test video was made from ("caption": side information the baselines do not get); the baselines are frame
-difference and constant velocity. Raw frame scores are computed once per detector and noise draw; every
-post-processing (`POST`: per-video z-score, a 3-frame moving average) is evaluated on them.
+The diffusion detector has two scores (`tinyvdm.pipelines.anomaly`): partial-diffusion reconstruction, one row per
+t_start, and future prediction (each frame from its past), one row per t_start and reduction of K draws; and their
+sum of per-video z-scores ("combined"). A caption model is driven with the empty caption ("null") or with the
+caption of the normal video each test video was made from ("caption": side information the baselines do not get);
+a frame-conditioned model (the shipped detector) with no frame known. The baselines are frame difference and
+constant velocity. Raw frame scores are computed once per detector and noise draw; every post-processing (`POST`:
+per-video z-score, a 3-frame moving average) is evaluated on them.
 
 With --choose_seed S every setting is chosen on the benchmark of seed S (other videos than the reported ones):
-for each baseline its post-processing, for the diffusion detector the conditioning, t_start (or the mean of the
-z-scores of all t_starts, "all"), the number of draws and the post-processing, each by the mean frame-level AUROC
+for each baseline its post-processing, for the diffusion detector the score, conditioning, t_start (or the mean of
+the z-scores of all t_starts, "all"), the number of draws and the post-processing, each by the mean frame-level AUROC
 over the six types. The benchmark of --seed is then scored with those choices only: the per-type AUROC / AP table
 (markdown), the t_start sweep, and the other conditioning at the chosen t_start. --card writes it all, with times
 and the machine, into the checkpoint's card under "benchmark".
 
 The unseen-digit row measures novelty only for a checkpoint trained without that class (`--data.classes`): the
-script takes the class the checkpoint never saw, and says so when it saw all ten (the shipped t2v model did).
+script takes the class the checkpoint never saw, and says so when it saw all ten.
 """
 from __future__ import annotations
 
@@ -43,9 +45,9 @@ POST = POSTPROCESSING
 
 def export(run: Path, command: str) -> dict:
     """The run's EMA weights in fp16 as the shipped detector, and the card's account of how they were made."""
-    card = export_run(run, CHECKPOINT, "the anomaly detector's model of normal videos: the t2v preset (caption encoder "
-                      "+ UNet3D, joint image-video training, caption dropout) trained on Moving MNIST without the digit "
-                      "9; EMA weights in fp16", command)
+    card = export_run(run, CHECKPOINT, "the anomaly detector's model of normal videos: the frames model (UNet3D on x_t "
+                      "next to the known frames and their mask; tinyvdm.pipelines.frames) trained on prediction and "
+                      "generation masks over Moving MNIST without the digit 9; EMA weights in fp16", command)
     return card | {"normal_classes": list(card["config"]["data"]["classes"])}
 
 
@@ -212,7 +214,7 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", type=Path, metavar="RUN", help="write the shipped detector and its card from RUN")
-    parser.add_argument("--command", default="python -m tinyvdm train --preset t2v", help="the run's command (card)")
+    parser.add_argument("--command", default="python -m tinyvdm train --preset anomaly", help="the run's command (card)")
     parser.add_argument("--ckpt", type=Path, default=CHECKPOINT)
     parser.add_argument("--n", type=int, default=64, help="videos per type (normal videos too), default 64")
     parser.add_argument("--seed", type=int, default=0, help="the benchmark reported, default 0")

@@ -1,6 +1,6 @@
 """Frame conditioning and longer videos, measured against Moving MNIST's ground truth.
 
-    python benchmarks/frames.py --export runs/frames                    # data/checkpoints/frames.pt and its card
+    python benchmarks/frames.py --export runs/frames --command "..."    # data/checkpoints/frames.pt and its card
     python benchmarks/frames.py --n 200 --ext_n 100 --card              # the issue's bars, into the card
     python benchmarks/frames.py --ckpt runs/frames-tiny/ckpt.pt --n 2 --steps 2 --ext_n 2 --ext_steps 2 --length 12
 
@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/frames_bench.json"))
     parser.add_argument("--export", type=Path, metavar="RUN", help="only write the shipped frames model and its card")
+    parser.add_argument("--command", default="python -m tinyvdm train --preset frames --threads 2",
+                        help="the run's command (card)")
     parser.add_argument("--card", action="store_true", help="also write the results into the checkpoint's card")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         card = export_run(args.export, args.ckpt, "masked frame conditioning (tinyvdm.pipelines.frames): UNet3D on x_t "
                           "next to the known frames and their mask, trained on random generation / prediction / "
                           "interpolation masks over 16 frames at 1 px per frame; EMA weights in fp16",
-                          "python -m tinyvdm train --preset frames --threads 1")
+                          args.command)
         card_path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"wrote {args.ckpt} and {card_path}")
         return card

@@ -236,6 +236,21 @@ def test_reconstruction_is_seeded_and_passes_the_condition_through():
         reconstruction_scores(diffusion, model, videos, 50)
 
 
+def test_a_frame_conditioned_model_reconstructs_with_no_frame_known():
+    """Reconstruction runs the frames model as the unconditional model it also is: ctx = [0, 0]."""
+    class Recorder(torch.nn.Module):
+        ctx_channels = 2
+
+        def forward(self, x_t, t, cond=None, ctx=None):
+            seen.append(ctx)
+            return torch.zeros_like(x_t)
+
+    seen = []
+    videos = torch.rand(2, 1, 4, 8, 8) * 2 - 1
+    reconstruction_scores(GaussianDiffusion(cosine_beta_schedule(50)), Recorder(), videos, 20, steps=2, draws=2)
+    assert len(seen) == 2 and all(c.shape == (4, 2, 4, 8, 8) and not c.any() for c in seen)
+
+
 def test_zscore_and_smoothing():
     s = torch.tensor([[1.0, 2.0, 3.0, 4.0, 10.0]])
     z = zscore(s)
@@ -263,7 +278,7 @@ def test_shipped_detector_loads_without_pickle_and_its_card_tells_how_it_was_mad
     assert set(state) == {"config", "step", "wall_s", "ema"}
     assert all(v.dtype == torch.float16 for v in state["ema"].values() if v.is_floating_point())
     card = json.loads(DETECTOR.with_suffix(".json").read_text())
-    assert card["command"].startswith("python -m tinyvdm train --preset t2v") and "--data.classes" in card["command"]
+    assert card["command"].startswith("python -m tinyvdm train --preset anomaly")
     assert card["steps"] == state["step"] == state["config"]["steps"]
     assert card["checkpoint_bytes"] == DETECTOR.stat().st_size
     assert card["normal_classes"] == list(normal_classes(9)) == list(state["config"]["data"]["classes"])
@@ -275,3 +290,27 @@ def test_shipped_detector_loads_without_pickle_and_its_card_tells_how_it_was_mad
     assert bench["detector"] in bench["rows"]
     _, config, task = load_checkpoint(DETECTOR)
     assert task.video_shape == (1, 8, 32, 32) and tuple(config.data["classes"]) == normal_classes(9)
+
+
+def test_the_benchmark_chooses_on_one_seed_and_reports_another_with_a_frames_model(tmp_path):
+    """benchmarks/anomaly.py end to end on a frames model trained in seconds without the 9s."""
+    import importlib.util
+    from pathlib import Path
+
+    from tinyvdm.train import get_preset, train
+    config = get_preset("frames-tiny")
+    config.out_dir, config.progress, config.steps, config.warmup = str(tmp_path / "run"), False, 2, 1
+    config.data["classes"] = normal_classes(9)
+    ckpt = train(config).checkpoint
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly.py"
+    spec = importlib.util.spec_from_file_location("anomaly_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    out = benchmark.main(["--ckpt", str(ckpt), "--n", "1", "--t_start", "5,20", "--pred_t_start", "99",
+                          "--draws", "1", "--pred_draws", "2", "--steps", "2", "--threads", "1",
+                          "--out", str(tmp_path / "bench.json")])
+    assert out["unseen_digit"] == 9 and not out["checkpoint_saw_unseen_digit"] and out["frames"] == 6
+    assert out["selection"]["seed"] == 1 and out["seed"] == 0 and out["detector"] in out["rows"]
+    assert {"reconstruction", "prediction", "combined"} == set(out["selection"]["best"])
+    assert {"frame difference", "constant velocity"} <= set(out["rows"])
+    assert all(0 <= row[k]["auroc"] <= 1 for row in out["rows"].values() for k in list(KINDS[1:]) + ["mean"])

@@ -12,10 +12,11 @@ know towards what it does, so the frame error, averaged over K noise draws ε⁽
 is large on abnormal frames. t_s is the dial: near 0 the noise is small and any video comes back (even an
 abnormal one); near N − 1 the video is forgotten and even a normal one comes back different.
 
-Future prediction with the same unconditional video model, by the replacement method (VDM, Ho et al. 2022, §3.1):
-to score frame t, the frames before it are known. Noise the video to t_s and run DDIM back, putting the known
-frames back at every step as their own noising to the current step, q(x_τ | x_0); the model fills in frames t, …
-in agreement with the past, and s_t is frame t's error (mean, or min, over K draws). With t_s = N − 1 frame t is
+Future prediction: to score frame t, the frames before it are known. A frame-conditioned model (MCVD,
+`tinyvdm.pipelines.frames`; the shipped detector) sees them as its context; any other video model gets them by the
+replacement method (VDM, Ho et al. 2022, §3.1): noise the video to t_s and run DDIM back, putting the known frames
+back at every step as their own noising to the current step, q(x_τ | x_0). The model fills in frames t, … in
+agreement with the past, and s_t is frame t's error (mean, or min, over K draws). With t_s = N − 1 frame t is
 predicted from the past alone; a smaller t_s also keeps part of frame t itself. A frame that does not follow from
 its past — a jump, a stop, a new digit, a square — is predicted wrong.
 
@@ -42,7 +43,8 @@ from ..diffusion._batch import randn
 from ..metrics.ranking import auroc, average_precision
 from .frames import conditioned
 
-# the course's detector: the t2v preset trained on normal videos only (no 9s); its card says how and what it scores
+# the course's detector: the frames model of the "anomaly" preset, trained on normal videos only (no 9s); its card
+# says how and what it scores
 CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "anomaly.pt"
 
 
@@ -53,7 +55,7 @@ def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Ten
     """s (B, T): each frame's squared error after noising to step `t_start` and `steps` DDIM steps back, mean of `draws`.
 
     `model(x_t, t, cond)` is any denoiser of the chain; `cond` (B, …) is repeated for the draws (a caption-conditioned
-    model runs unconditionally with cond=None, or with the videos' captions). return_frames: also x̂_0 (B, C, T, H, W)
+    model runs unconditionally with cond=None, or with the videos' captions; a frame-conditioned one with no frame known). return_frames: also x̂_0 (B, C, T, H, W)
     of the first draw.
     """
     _check_videos(videos)
@@ -61,6 +63,8 @@ def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Ten
         raise ValueError(f"draws must be a positive number of noise draws, got {draws}")
     x0 = repeat(videos, "b ... -> (k b) ...", k=draws)
     cond = None if cond is None else repeat(cond, "b ... -> (k b) ...", k=draws)
+    if getattr(model, "ctx_channels", None) == 2:  # a frame-conditioned model with no frame known: unconditional
+        model = conditioned(model, x0, x0.new_zeros(len(x0), 1, x0.shape[2], 1, 1, dtype=torch.bool))
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     x_t = diffusion.q_sample(x0, torch.full((len(x0),), t_start, device=x0.device), noise)
     x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond, x_T=x_t, t_start=t_start)
