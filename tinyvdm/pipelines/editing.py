@@ -54,13 +54,12 @@ EDITS = ("digit", "direction", "both")
 
 @torch.inference_mode()
 def sdedit(diffusion: GaussianDiffusion, model, source: torch.Tensor, strength: float, cond=None, steps: int = 20, *,
-           mask: torch.Tensor | None = None, shared_noise: bool = False, generator: torch.Generator | None = None,
+           mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
            progress: bool = False) -> torch.Tensor:
     """SDEdit: the source noised to t0 = strength·N − 1, then DDIM to the data under `cond`.
 
     `steps` are the DDIM steps of a whole run from noise; SDEdit runs round(strength·steps) of them (at least one).
-    With a `mask` (broadcastable to the source, 1 = edit), the rest is put back after every step. shared_noise: one
-    ε for every frame (B, C, 1, H, W), as Text2Video-Zero starts every frame from the first one's x_T.
+    With a `mask` (broadcastable to the source, 1 = edit), the rest is put back after every step.
     """
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], the fraction of the chain the source is noised through, "
@@ -71,8 +70,7 @@ def sdedit(diffusion: GaussianDiffusion, model, source: torch.Tensor, strength: 
         raise ValueError(f"expected a mask broadcastable to the source {tuple(source.shape)}, got {tuple(mask.shape)}")
     mask = None if mask is None else mask.to(source)
     t0 = max(round(strength * diffusion.num_steps) - 1, 0)
-    shape = (*source.shape[:2], 1, *source.shape[3:]) if shared_noise else source.shape
-    eps = randn(shape, generator, source.device, source.dtype).expand(source.shape)
+    eps = randn(source.shape, generator, source.device, source.dtype)
     noised = lambda t: diffusion.q_sample(source, torch.full((len(source),), int(t), device=source.device), eps)
 
     def put_back(t: int, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +158,7 @@ class VideoEditor:
         self.guidance = t2v.best_guidance if guidance is None else guidance
 
     def sdedit(self, videos: torch.Tensor, prompts: str | list[str], strength: float, steps: int = 20, *,
-               mode: str = "video", mask: torch.Tensor | None = None, shared_noise: bool = False, seed: int = 0,
+               mode: str = "video", mask: torch.Tensor | None = None, seed: int = 0,
                progress: bool = False) -> torch.Tensor:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -169,8 +167,8 @@ class VideoEditor:
         model = net if mode == "video" else image_mode_denoiser(net, cross_frame=mode == "cross_frame")
         guided = classifier_free_guidance(model, self.guidance, net.null_ids)
         generator = torch.Generator(videos.device).manual_seed(seed)
-        edited = sdedit(self.t2v.diffusion, guided, videos, strength, ids, steps, mask=mask, shared_noise=shared_noise,
-                        generator=generator, progress=progress)
+        edited = sdedit(self.t2v.diffusion, guided, videos, strength, ids, steps, mask=mask, generator=generator,
+                        progress=progress)
         return edited.clamp(-1, 1)
 
     def inject(self, videos: torch.Tensor, source_prompts: str | list[str], target_prompts: str | list[str],
