@@ -2,7 +2,7 @@
 
     python benchmarks/anomaly.py --export runs/anomaly --command "python -m tinyvdm train ..."   # checkpoint + card
     python benchmarks/anomaly.py --choose_seed 1 --card      # choose on seed 1, report seed 0, into the card
-    python benchmarks/anomaly.py --ckpt runs/anomaly-tiny/ckpt.pt --n 2 --t_start 5 --pred_t_start 9 --draws 1
+    python benchmarks/anomaly.py --ckpt runs/frames-tiny/ckpt.pt --n 1 --t_start 5,20 --pred_t_start 99 --steps 2
 
 The diffusion detector has two scores (`tinyvdm.pipelines.anomaly`): partial-diffusion reconstruction, one row per
 t_start, and future prediction (each frame from its past), one row per t_start and reduction of K draws; and their
@@ -214,7 +214,8 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", type=Path, metavar="RUN", help="write the shipped detector and its card from RUN")
-    parser.add_argument("--command", default="python -m tinyvdm train --preset anomaly", help="the run's command (card)")
+    parser.add_argument("--command", default="python -m tinyvdm train --preset anomaly",
+                        help="the run's command (card)")
     parser.add_argument("--ckpt", type=Path, default=CHECKPOINT)
     parser.add_argument("--n", type=int, default=64, help="videos per type (normal videos too), default 64")
     parser.add_argument("--seed", type=int, default=0, help="the benchmark reported, default 0")

@@ -55,8 +55,8 @@ def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Ten
     """s (B, T): each frame's squared error after noising to step `t_start` and `steps` DDIM steps back, mean of `draws`.
 
     `model(x_t, t, cond)` is any denoiser of the chain; `cond` (B, …) is repeated for the draws (a caption-conditioned
-    model runs unconditionally with cond=None, or with the videos' captions; a frame-conditioned one with no frame known). return_frames: also x̂_0 (B, C, T, H, W)
-    of the first draw.
+    model runs unconditionally with cond=None, or with the videos' captions; a frame-conditioned one with no frame
+    known). return_frames: also x̂_0 (B, C, T, H, W) of the first draw.
     """
     _check_videos(videos)
     if draws < 1:
