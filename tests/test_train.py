@@ -135,8 +135,31 @@ def test_snapshots_and_exports_hold_the_ema_weights_but_cannot_resume_a_run(tmp_
         load_checkpoint(slim, ema=False)
     card = export_run(Path(result.checkpoint).parent, tmp_path / "card.pt", "a toy regression", "python -m tinyvdm …")
     assert card["steps"] == 20 and card["checkpoint_bytes"] == (tmp_path / "card.pt").stat().st_size
+    assert card["weights"] == "fp16"
     assert card["final_loss"] == read_log(Path(result.checkpoint).parent / "log.jsonl")[-1]["loss"]
     assert card["parameters"] == sum(p.numel() for p in result.ema.parameters()) and card["config"]["steps"] == 20
+
+
+def test_int8_export_keeps_each_weight_within_half_its_channel_step_in_about_half_the_bytes(tmp_path):
+    config = replace(get_preset("tiny"), steps=1, warmup=0, threads=1, progress=False, out_dir=str(tmp_path / "run"))
+    result = train(config)
+    fp16 = export_checkpoint(result.checkpoint, tmp_path / "fp16.pt")
+    int8 = export_checkpoint(result.checkpoint, tmp_path / "int8.pt", weights="int8")
+    stored = torch.load(int8, weights_only=True)
+    tensor_bytes = lambda d: sum(v.nbytes for v in d.values())  # noqa: E731 (a tiny model's file is mostly pickle)
+    assert tensor_bytes(stored["ema"]) + tensor_bytes(stored["scales"]) < 0.6 * tensor_bytes(
+        torch.load(fp16, weights_only=True)["ema"])
+    model, _, _ = load_checkpoint(int8)
+    for name, w in result.ema.state_dict().items():
+        got = model.state_dict()[name]
+        if w.is_floating_point() and w.ndim >= 2:
+            assert stored["ema"][name].dtype == torch.int8
+            step = w.abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True) / 127  # one int8 step of each row
+            assert ((got - w).abs() <= step / 2 + 1e-6).all(), name
+        else:
+            torch.testing.assert_close(got, w, rtol=1e-3, atol=1e-3)  # fp16
+    with pytest.raises(ValueError, match="'fp16' or 'int8'"):
+        export_checkpoint(result.checkpoint, tmp_path / "x.pt", weights="int4")
 
 
 def test_image_only_task_treats_frames_as_independent_images(tmp_path):

@@ -368,6 +368,9 @@ def read_checkpoint(path: str | Path, resumable: bool = True) -> dict:
     if not isinstance(state, dict) or not expected <= state.keys():
         found = sorted(state.keys()) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a tinyvdm checkpoint: expected keys {sorted(expected)}, got {found}")
+    if "scales" in state:  # an int8 export: w = s q
+        state["ema"] = {k: v.float() * state["scales"][k] if k in state["scales"] else v for k, v in state["ema"].items()}
+        del state["scales"]
     return state
 
 
@@ -396,26 +399,45 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str = "cpu") -> 
     return task.model.to(device).eval(), config, task
 
 
-def export_checkpoint(path: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write the EMA weights of checkpoint `path` (cast to `dtype`) with its config, step and wall time to `dest`:
-    what a shipped model needs, at a sixth of a resumable checkpoint's size in fp16."""
+def quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q, s): int8 q = round(w / s) with one scale per output channel (row of dim 0), s = max_row |w| / 127,
+    so that w ≈ s q to within s / 2 in every entry."""
+    s = w.float().abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True).clamp(min=1e-12) / 127
+    return (w.float() / s).round().to(torch.int8), s
+
+
+def export_checkpoint(path: str | Path, dest: str | Path, weights: str = "fp16") -> Path:
+    """Write the EMA weights of checkpoint `path` with its config, step and wall time to `dest`: what a shipped model
+    needs, at a sixth of a resumable checkpoint's size in fp16. weights="int8" stores the matrices and kernels
+    (floating tensors of 2 or more dimensions) as int8 with a scale per output channel (`quantize`) and the rest in
+    fp16: another half off; `read_checkpoint` turns them back into floats."""
+    if weights not in ("fp16", "int8"):
+        raise ValueError(f"weights must be 'fp16' or 'int8', got {weights!r}")
     state = read_checkpoint(path, resumable=False)
-    ema = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state["ema"].items()}
-    save_checkpoint(dest, {k: state[k] for k in ("config", "step", "wall_s")} | {"ema": ema})
+    out = {k: state[k] for k in ("config", "step", "wall_s")}
+    ema = {k: v.half() if v.is_floating_point() else v for k, v in state["ema"].items()}
+    if weights == "int8":
+        big = [k for k, v in state["ema"].items() if v.is_floating_point() and v.ndim >= 2]
+        out["scales"] = {}
+        for k in big:
+            ema[k], out["scales"][k] = quantize(state["ema"][k])
+    save_checkpoint(dest, out | {"ema": ema})
     return Path(dest)
 
 
-def export_run(run: str | Path, dest: str | Path, what: str, command: str) -> dict:
-    """Export run/ckpt.pt's EMA weights to `dest` (fp16) and return its card: what the model is, the command that
-    trained it, steps, wall time, machine, parameters, size, config and final loss (the benchmarks add scores)."""
+def export_run(run: str | Path, dest: str | Path, what: str, command: str, weights: str = "fp16") -> dict:
+    """Export run/ckpt.pt's EMA weights to `dest` (`export_checkpoint`) and return its card: what the model is, the
+    command that trained it, steps, wall time, machine, parameters, weights, size, config and final loss (the
+    benchmarks add scores)."""
     from .machine import describe
     run = Path(run)
     state = read_checkpoint(run / "ckpt.pt")
-    path = export_checkpoint(run / "ckpt.pt", dest)
+    path = export_checkpoint(run / "ckpt.pt", dest, weights)
     net, config, _ = load_checkpoint(path)
     return {"what": what, "command": command, "steps": state["step"], "train_wall_s": round(state["wall_s"], 1),
             "train_machine": describe("cpu"), "torch_threads": config.threads or torch.get_num_threads(),
-            "parameters": sum(p.numel() for p in net.parameters()), "checkpoint_bytes": path.stat().st_size,
+            "parameters": sum(p.numel() for p in net.parameters()), "weights": weights,
+            "checkpoint_bytes": path.stat().st_size,
             "config": state["config"], "final_loss": read_log(run / "log.jsonl")[-1]["loss"]}
 
 
