@@ -4,9 +4,11 @@
     python benchmarks/anomaly.py --choose_seed 1 --card      # choose on seed 1, report seed 0, into the card
     python benchmarks/anomaly.py --ckpt runs/frames-tiny/ckpt.pt --n 1 --t_start 5,20 --pred_t_start 99 --steps 2
 
-The diffusion detector has two scores (`tinyvdm.pipelines.anomaly`): partial-diffusion reconstruction, one row per
-t_start, and future prediction (each frame from its past), one row per t_start and reduction of K draws; and their
-sum of per-video z-scores ("combined"). A caption model is driven with the empty caption ("null") or with the
+The diffusion detector has three scores (`tinyvdm.pipelines.anomaly`): partial-diffusion reconstruction, one row per
+t_start; future prediction (each frame from its past), one row per t_start and reduction of K draws; the forecast
+(every frame from the first C frames), one row per C, t_start and reduction; and two combinations: the sum of the
+per-video z-scores of reconstruction and prediction ("combined"), and the larger of the prediction's and the
+forecast's squared errors ("max": wrong by either what just happened or what the start foretold). A caption model is driven with the empty caption ("null") or with the
 caption of the normal video each test video was made from ("caption": side information the baselines do not get);
 a frame-conditioned model (the shipped detector) with no frame known. The baselines are frame difference and
 constant velocity. Raw frame scores are computed once per detector and noise draw; every post-processing (`POST`:
@@ -28,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,11 +80,13 @@ class Detector:
             self.seconds[name] = time.perf_counter() - began
         return {name: self.raw[name] for name in ("frame difference", "constant velocity")}
 
-    def draw(self, score: str, t_start: int, cond: str, k: int) -> torch.Tensor:
+    def draw(self, score: str, t_start: int, cond: str, k: int, context: int = 2) -> torch.Tensor:
         """Raw scores (B, T) of one noise draw; draw k has the same noise for every t_start and cond (seed, k)."""
-        key = f"{score} t={t_start} {cond} draw {k}"
+        name = run_name(score, t_start, cond, context)
+        key = f"{name} draw {k}"
         if key not in self.raw:
-            fn = reconstruction_scores if score == "reconstruction" else prediction_scores
+            fn = (reconstruction_scores if score == "reconstruction" else
+                  partial(prediction_scores, context=context, from_first=score == "forecast"))
             ids = self.model.tokenizer(self.info["caption"], warn=False) if cond == "caption" else None
             generator = torch.Generator(self.device).manual_seed(1000 * self.seed + k)
             began, parts = time.perf_counter(), []
@@ -91,7 +96,6 @@ class Detector:
                                 generator=generator).cpu())
             self.raw[key] = torch.cat(parts)
             seconds = time.perf_counter() - began
-            name = f"{score} t={t_start} {cond}"
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
             print(f"  seed {self.seed}: {key}: {seconds:.0f} s", flush=True)
         return self.raw[key]
@@ -100,24 +104,29 @@ class Detector:
         """A diffusion detector's raw scores (B, T) and their model seconds.
 
         reconstruction: mean of `draws` draws at t_start, or "all": the mean of the z-scores of every T_START;
-        prediction: mean or min ("reduction") of `draws` draws; combined: z-score of reconstruction + of prediction.
+        prediction and forecast: mean or min ("reduction") of `draws` draws; combined: z-score of reconstruction + of
+        prediction; max: the larger of the prediction's and the forecast's squared errors.
         """
         if setting["score"] == "combined":
             (a, sa), (b, sb) = self.scores(setting["reconstruction"]), self.scores(setting["prediction"])
             return zscore(a) + zscore(b), sa + sb
+        if setting["score"] == "max":
+            (a, sa), (b, sb) = self.scores(setting["prediction"]), self.scores(setting["forecast"])
+            return torch.maximum(a, b), sa + sb
         ts = T_STARTS if setting["t_start"] == "all" else [setting["t_start"]]
-        per_t = {t: torch.stack([self.draw(setting["score"], t, setting["cond"], k) for k in range(setting["draws"])])
-                 for t in ts}
-        seconds = sum(self.seconds[f"{setting['score']} t={t} {setting['cond']}"] * setting["draws"]
-                      / self.draws_done(setting["score"], t, setting["cond"]) for t in ts)
-        if setting["score"] == "prediction" and setting["reduction"] == "min":
+        context = setting.get("context", 2)
+        per_t = {t: torch.stack([self.draw(setting["score"], t, setting["cond"], k, context)
+                                 for k in range(setting["draws"])]) for t in ts}
+        names = [run_name(setting["score"], t, setting["cond"], context) for t in ts]
+        seconds = sum(self.seconds[name] * setting["draws"] / self.draws_done(name) for name in names)
+        if setting["score"] != "reconstruction" and setting["reduction"] == "min":
             per_t = {t: s.amin(0) for t, s in per_t.items()}
         else:
             per_t = {t: s.mean(0) for t, s in per_t.items()}
         return (torch.stack([zscore(s) for s in per_t.values()]).mean(0) if len(ts) > 1 else per_t[ts[0]]), seconds
 
-    def draws_done(self, score: str, t_start: int, cond: str) -> int:
-        return sum(key.startswith(f"{score} t={t_start} {cond} draw ") for key in self.raw)
+    def draws_done(self, name: str) -> int:
+        return sum(key.startswith(f"{name} draw ") for key in self.raw)
 
     def table(self, scores: torch.Tensor, post: str) -> dict:
         return evaluate(POST[post](scores), self.labels, self.info["kind"])
@@ -129,27 +138,42 @@ class Detector:
 T_STARTS: list[int] = []  # the reconstruction sweep, set by main
 
 
+def run_name(score: str, t_start, cond: str, context: int) -> str:
+    """The model runs of one score, setting and conditioning (their noise draws are keyed `{run_name} draw {k}`)."""
+    return f"{score} t={t_start} {cond}" + (f" from {context}" if score == "forecast" else "")
+
+
 def name_of(setting: dict) -> str:
     if setting["score"] == "combined":
         return f"combined: {name_of(setting['reconstruction'])} + {name_of(setting['prediction'])}"
+    if setting["score"] == "max":
+        return f"max of {name_of(setting['prediction'])} and {name_of(setting['forecast'])}"
     draws = f"{setting['draws']} draw{'s' if setting['draws'] > 1 else ''}"
     if setting["score"] == "prediction":
         return f"prediction (t_start={setting['t_start']}, {setting['reduction']} of {draws})"
+    if setting["score"] == "forecast":
+        return (f"forecast from the first {setting['context']} frames (t_start={setting['t_start']}, "
+                f"{setting['reduction']} of {draws})")
     return f"reconstruction ({setting['cond']}, t_start={setting['t_start']}, {draws})"
 
 
-def candidates(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: int) -> list[dict]:
+def candidates(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: int, fore_t_starts: list[int],
+               fore_contexts: list[int], fore_draws: int) -> list[dict]:
     """Every setting of the diffusion detectors the benchmark compares."""
     recon = [{"score": "reconstruction", "cond": c, "t_start": t, "draws": d}
              for c in det.conds for t in T_STARTS + ["all"] for d in range(1, draws + 1)]
+    reductions = lambda d: ("mean", "min") if d > 1 else ("mean",)  # noqa: E731
     pred = [{"score": "prediction", "cond": "null", "t_start": t, "draws": d, "reduction": r}
-            for t in pred_t_starts for d in range(1, pred_draws + 1) for r in (("mean", "min") if d > 1 else ("mean",))]
+            for t in pred_t_starts for d in range(1, pred_draws + 1) for r in reductions(d)]
+    fore = [{"score": "forecast", "cond": "null", "t_start": t, "context": c, "draws": d, "reduction": r}
+            for c in fore_contexts for t in fore_t_starts for d in range(1, fore_draws + 1) for r in reductions(d)]
     both = [{"score": "combined", "reconstruction": a, "prediction": b}
             for a in recon if a["t_start"] != "all" for b in pred]
-    return recon + pred + both
+    larger = [{"score": "max", "prediction": a, "forecast": b} for a in pred for b in fore]
+    return recon + pred + fore + both + larger
 
 
-def choose(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: int) -> dict:
+def choose(det: Detector, *grid_args) -> dict:
     """Every setting on the benchmark of det.seed; the best of each detector, and of each diffusion score, by mean AUROC."""
     baselines = {}
     for name, s in det.baselines().items():
@@ -157,7 +181,7 @@ def choose(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: int)
         best = max(rows, key=lambda p: rows[p]["mean"]["auroc"])
         baselines[name] = {"post": best, "mean_auroc": {p: round(r["mean"]["auroc"], 4) for p, r in rows.items()}}
     grid = []
-    for setting in candidates(det, pred_t_starts, draws, pred_draws):
+    for setting in candidates(det, *grid_args):
         s, _ = det.scores(setting)
         for post in POST:
             table = det.table(s, post)
@@ -226,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps back from t_start, default 10")
     parser.add_argument("--draws", type=int, default=2, help="reconstruction: at most this many noise draws, default 2")
     parser.add_argument("--pred_draws", type=int, default=2, help="prediction: at most this many draws (K), default 2")
+    parser.add_argument("--fore_t_start", default="700,999", help="forecast: comma-separated steps ('' for none)")
+    parser.add_argument("--fore_context", default="2,3", help="forecast: comma-separated numbers of first frames")
+    parser.add_argument("--fore_draws", type=int, default=2, help="forecast: at most this many draws (K), default 2")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
@@ -244,10 +271,12 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     T_STARTS[:] = [int(t) for t in args.t_start.split(",")]
     pred_t_starts = [int(t) for t in args.pred_t_start.split(",") if t]
+    fore = ([int(t) for t in args.fore_t_start.split(",") if t], [int(c) for c in args.fore_context.split(",")],
+            args.fore_draws)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     det = Detector(args.ckpt, args.choose_n or args.n, args.choose_seed, args.steps, args.batch, device)
-    selection = choose(det, pred_t_starts, args.draws, args.pred_draws)
+    selection = choose(det, pred_t_starts, args.draws, args.pred_draws, *fore)
     det.save(args.out.with_name(args.out.stem + f"_seed{det.seed}.pt"))
     det = Detector(args.ckpt, args.n, args.seed, args.steps, args.batch, device)
     results = {"checkpoint": str(args.ckpt), **report(det, selection), "chosen": selection["chosen"],

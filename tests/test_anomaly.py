@@ -216,6 +216,37 @@ def test_a_frame_conditioned_model_predicts_from_the_past_it_is_given_as_context
     torch.testing.assert_close(predicted[:, :, 2:], videos[:, :, 1:-1])
 
 
+def test_a_forecast_predicts_every_later_frame_from_the_first_ones_alone():
+    """from_first: one run per video knows frames [0, context), so a model that repeats the last known frame predicts
+    every frame t >= context as frame context - 1: s_t = mean (x_t - x_{context-1})^2."""
+    videos = torch.rand(3, 1, 6, 8, 8) * 2 - 1
+    diffusion = GaussianDiffusion(cosine_beta_schedule(50), prediction="x0")
+    s, predicted = prediction_scores(diffusion, CopyLastKnown(), videos, steps=3, draws=2, context=3, from_first=True,
+                                     generator=torch.Generator().manual_seed(0), return_frames=True)
+    expected = (videos - videos[:, :, 2:3]).square().mean((1, 3, 4))
+    torch.testing.assert_close(s[:, 3:], expected[:, 3:])
+    assert torch.equal(s[:, 0], s[:, 3]) and torch.equal(s[:, 2], s[:, 3])  # too little past: the first score
+    torch.testing.assert_close(predicted[:, :, 3:], videos[:, :, 2:3].expand(-1, -1, 3, -1, -1))
+    assert torch.equal(predicted[:, :, :3], videos[:, :, :3])
+
+
+def test_an_exact_denoiser_forecasts_the_normal_video_so_an_anomaly_stays_wrong_after_its_onset(bench, sample):
+    """From the first 4 (normal) frames alone (t_start = N - 1: no trace of the later ones) the exact posterior over
+    the normal videos picks the video's own, so the forecast is its normal version at every later frame: s_t is the
+    distance from it, also after the onset, where prediction from the whole past catches up with a stop or a new
+    digit."""
+    videos, labels, info, normal = sample
+    rows = torch.arange(0, 2 * len(KINDS))
+    diffusion = GaussianDiffusion(cosine_beta_schedule(100), prediction="v")
+    model = Empirical(normal[rows]).denoiser(diffusion)
+    s = prediction_scores(diffusion, model, videos[rows], steps=6, context=4, from_first=True,
+                          generator=torch.Generator().manual_seed(0))
+    expected = (videos[rows] - normal[rows]).square().mean((1, 3, 4))
+    torch.testing.assert_close(s[:, 4:], expected[:, 4:], atol=1e-4, rtol=0)
+    late = torch.arange(bench.frames) > info["onset"][rows, None]  # frames after an anomaly's first
+    assert (s[late & labels[rows]] > 1e-3).float().mean() > 0.8  # (a frozen digit at a bounce can be where it should)
+
+
 def test_reconstruction_is_seeded_and_passes_the_condition_through():
     videos = torch.rand(2, 1, 4, 8, 8) * 2 - 1
     diffusion = GaussianDiffusion(cosine_beta_schedule(50))
@@ -307,10 +338,11 @@ def test_the_benchmark_chooses_on_one_seed_and_reports_another_with_a_frames_mod
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     out = benchmark.main(["--ckpt", str(ckpt), "--n", "1", "--t_start", "5,20", "--pred_t_start", "99",
-                          "--draws", "1", "--pred_draws", "2", "--steps", "2", "--threads", "1",
-                          "--out", str(tmp_path / "bench.json")])
+                          "--draws", "1", "--pred_draws", "2", "--fore_t_start", "99", "--fore_context", "2,3",
+                          "--fore_draws", "1", "--steps", "2", "--threads", "1", "--out", str(tmp_path / "bench.json")])
     assert out["unseen_digit"] == 9 and not out["checkpoint_saw_unseen_digit"] and out["frames"] == 6
     assert out["selection"]["seed"] == 1 and out["seed"] == 0 and out["detector"] in out["rows"]
-    assert {"reconstruction", "prediction", "combined"} == set(out["selection"]["best"])
+    assert {"reconstruction", "prediction", "forecast", "combined", "max"} == set(out["selection"]["best"])
+    assert len([g for g in out["selection"]["grid"] if g["name"].startswith("forecast")]) == 2 * 4  # C x post
     assert {"frame difference", "constant velocity"} <= set(out["rows"])
     assert all(0 <= row[k]["auroc"] <= 1 for row in out["rows"].values() for k in list(KINDS[1:]) + ["mean"])

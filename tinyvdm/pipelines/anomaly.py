@@ -18,7 +18,10 @@ replacement method (VDM, Ho et al. 2022, §3.1): noise the video to t_s and run 
 back at every step as their own noising to the current step, q(x_τ | x_0). The model fills in frames t, … in
 agreement with the past, and s_t is frame t's error (mean, or min, over K draws). With t_s = N − 1 frame t is
 predicted from the past alone; a smaller t_s also keeps part of frame t itself. A frame that does not follow from
-its past — a jump, a stop, a new digit, a square — is predicted wrong.
+its past — a jump, a stop, a new digit, a square — is predicted wrong. But only at first: once the past holds the
+stopped or changed digit, the model carries it on, and the frames after the onset look normal again. A forecast
+(from_first) predicts every frame from the first few alone, which an anomaly never touches when it starts later, so
+the whole span stays wrong; the price is that normal frames far ahead are foretold less exactly.
 
 Two baselines that know nothing but the pixels:
     frame difference      s_t = mean |x_t − x_{t−1}|
@@ -75,13 +78,15 @@ def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Ten
 @torch.inference_mode()
 def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor, t_start: int | None = None,
                       steps: int = 10, draws: int = 1, cond=None, context: int = 2, reduction: str = "mean",
-                      generator: torch.Generator | None = None, return_frames: bool = False):
+                      from_first: bool = False, generator: torch.Generator | None = None, return_frames: bool = False):
     """s (B, T): frame t's squared error when predicted from frames [0, t) (replacement method), mean or min of `draws`.
 
     Frames t ≥ `context` are scored, one DDIM run each (B·(T − context)·draws videos in one batch); earlier frames,
     with too little past to say where the digit goes, take the first score. t_start=None is N − 1 (pure prediction).
-    return_frames: also the predictions (B, C, T, H, W) of the first draw, frame t predicted from frames [0, t)
-    (frames before `context`: the input's).
+    from_first: forecast instead, every frame t ≥ `context` from frames [0, context) alone, in one run per video: an
+    anomaly the past has absorbed (a digit that stopped, or changed, some frames ago) still differs from what the first
+    frames foretell, at the price of a forecast that is less sure the further it looks.
+    return_frames: also the predictions (B, C, T, H, W) of the first draw (frames before `context`: the input's).
     """
     _check_videos(videos)
     B, T = videos.shape[0], videos.shape[2]
@@ -90,10 +95,13 @@ def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor,
         raise ValueError(f"context must leave a frame to predict: 1 <= context < T = {T}, got {context}")
     if draws < 1 or reduction not in ("mean", "min"):
         raise ValueError(f"expected draws >= 1 and reduction 'mean' or 'min', got draws={draws}, {reduction!r}")
-    targets = torch.arange(context, T, device=videos.device)  # (P,) the frame each run predicts
+    frames = torch.arange(T, device=videos.device)
+    # run p knows frames [0, ends[p]) and is scored on targets[p]: each frame its own run, or one run for all
+    targets = frames[context:, None] if not from_first else frames[None, context:]  # (P, frames a run scores)
+    ends = targets[:, 0]
     P = len(targets)
     x0 = repeat(videos, "b c t h w -> (k p b) c t h w", k=draws, p=P)
-    known = repeat(torch.arange(T, device=videos.device) < targets[:, None], "p t -> (k p b) 1 t 1 1", k=draws, b=B)
+    known = repeat(frames < ends[:, None], "p t -> (k p b) 1 t 1 1", k=draws, b=B)
     cond = None if cond is None else repeat(cond, "b ... -> (k p b) ...", k=draws, p=P)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     if getattr(model, "ctx_channels", None) == 2:  # a frame-conditioned model (MCVD) sees the past as its context
@@ -104,14 +112,14 @@ def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor,
     x0_hat = diffusion.ddim_sample(model, x0.shape, min(steps, t_start + 1), cond=cond, x_T=x_T, t_start=t_start,
                                    callback=put_back)
     error = reduce((x0_hat - x0) ** 2, "(k p b) c t h w -> k b p t", "mean", k=draws, p=P)
-    error = error[:, :, torch.arange(P), targets]  # (K, B, P): run p's error on its own frame
+    error = error[:, :, torch.arange(P)[:, None], targets].flatten(2)  # (K, B, T − context): each run's own frames
     error = error.mean(0) if reduction == "mean" else error.amin(0)
     scores = torch.cat([error[:, :1].expand(B, context), error], 1)
     if not return_frames:
         return scores
     runs = rearrange(x0_hat[:P * B], "(p b) c t h w -> b c p t h w", p=P)
-    predicted = torch.cat([videos[:, :, :context], runs[:, :, torch.arange(P), targets]], 2)  # (B, C, T, H, W)
-    return scores, predicted
+    predicted = runs[:, :, torch.arange(P)[:, None], targets].flatten(2, 3)  # (B, C, T − context, H, W)
+    return scores, torch.cat([videos[:, :, :context], predicted], 2)
 
 
 def frame_difference_scores(videos: torch.Tensor) -> torch.Tensor:
