@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
     # a new export starts a new card (the old measurements were of other weights), but for the curve, which was
     # measured on the run's snapshots, when the run is the same; parts run as separate processes merge into the
     # card as it is when they finish
-    same_run = args.export and "curve" in card and (card["steps"], card["config"]) == (new["steps"], new["config"])
+    same_run = args.export and "curve" in card and json.dumps([card["steps"], card["config"]]) == json.dumps(
+        [new["steps"], new["config"]])  # as JSON: the card's lists are the checkpoint's tuples
     card = (new | ({"curve": card["curve"]} if same_run else {})) if args.export else json.loads(CARD.read_text())
     if "samplers" in new and not args.export:
         new["samplers"] = merge_samplers(card.get("samplers"), new["samplers"])
