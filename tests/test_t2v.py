@@ -80,8 +80,9 @@ def test_shipped_model_loads_without_pickle_and_its_card_tells_how_it_was_made()
     import json
     from tinyvdm.pipelines.t2v import CHECKPOINT
     state = torch.load(CHECKPOINT, weights_only=True)  # plain tensors and containers only
-    assert set(state) == {"config", "step", "wall_s", "ema"}
+    assert set(state) == {"config", "step", "wall_s", "ema", "scales"}  # int8 weights and their scales
     card = json.loads(CHECKPOINT.with_suffix(".json").read_text())
+    assert card["weights"] == "int8" and card["checkpoint_bytes"] == CHECKPOINT.stat().st_size < 6 * 2**20
     assert card["command"].startswith("python -m tinyvdm train --preset t2v")
     assert card["steps"] == state["step"] == state["config"]["steps"] and card["train_wall_s"] <= 3600
     assert card["best_guidance"] in [r["guidance"] for r in card["guidance_sweep"]["rows"]]
