@@ -8,11 +8,12 @@ The diffusion detector has three scores (`tinyvdm.pipelines.anomaly`): partial-d
 t_start; future prediction (each frame from its past), one row per t_start and reduction of K draws; the forecast
 (every frame from the first C frames), one row per C, t_start and reduction; and two combinations: the sum of the
 per-video z-scores of reconstruction and prediction ("combined"), and the larger of the prediction's and the
-forecast's squared errors ("max": wrong by either what just happened or what the start foretold). A caption model is driven with the empty caption ("null") or with the
-caption of the normal video each test video was made from ("caption": side information the baselines do not get);
-a frame-conditioned model (the shipped detector) with no frame known. The baselines are frame difference and
-constant velocity. Raw frame scores are computed once per detector and noise draw; every post-processing (`POST`:
-per-video z-score, a 3-frame moving average) is evaluated on them.
+forecast's squared errors ("max": wrong by either what just happened or what the start foretold). A caption model
+is driven with the empty caption ("null") or with the caption of the normal video each test video was made from
+("caption": side information the baselines do not get); a frame-conditioned model (the shipped detector) with no
+frame known. The baselines are frame difference and constant velocity. Raw frame scores are computed once per
+detector and noise draw; every post-processing (`POST`: per-video z-score, a 3-frame moving average) is evaluated
+on them.
 
 With --choose_seed S every setting is chosen on the benchmark of seed S (other videos than the reported ones):
 for each baseline its post-processing, for the diffusion detector the score, conditioning, t_start (or the mean of

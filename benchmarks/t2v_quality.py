@@ -34,8 +34,8 @@ def export(run: Path, command: str) -> dict:
     """The run's EMA weights as the shipped checkpoint, and the card's account of how they were made. int8 with a
     scale per output channel keeps the file under the course's 6 MB a file (fp16 was 8.2 MB)."""
     return export_run(run, CHECKPOINT, "text-to-video on captioned Moving MNIST (tinyvdm.pipelines.t2v): caption "
-                      "encoder + UNet3D, trained with caption dropout for classifier-free guidance; EMA weights in int8 "
-                      "(a scale per output channel), the rest in fp16", command, weights="int8")
+                      "encoder + UNet3D, trained with caption dropout for classifier-free guidance; EMA weights in "
+                      "int8 (a scale per output channel), the rest in fp16", command, weights="int8")
 
 
 def curve(folder: Path, n: int, guidance: float, device: torch.device, ev: Evaluator) -> dict:

@@ -369,7 +369,8 @@ def read_checkpoint(path: str | Path, resumable: bool = True) -> dict:
         found = sorted(state.keys()) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a tinyvdm checkpoint: expected keys {sorted(expected)}, got {found}")
     if "scales" in state:  # an int8 export: w = s q
-        state["ema"] = {k: v.float() * state["scales"][k] if k in state["scales"] else v for k, v in state["ema"].items()}
+        scales = state["scales"]
+        state["ema"] = {k: v.float() * scales[k] if k in scales else v for k, v in state["ema"].items()}
         del state["scales"]
     return state
 

@@ -78,7 +78,8 @@ def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Ten
 @torch.inference_mode()
 def prediction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor, t_start: int | None = None,
                       steps: int = 10, draws: int = 1, cond=None, context: int = 2, reduction: str = "mean",
-                      from_first: bool = False, generator: torch.Generator | None = None, return_frames: bool = False):
+                      from_first: bool = False, generator: torch.Generator | None = None,
+                      return_frames: bool = False):
     """s (B, T): frame t's squared error when predicted from frames [0, t) (replacement method), mean or min of `draws`.
 
     Frames t ≥ `context` are scored, one DDIM run each (B·(T − context)·draws videos in one batch); earlier frames,
