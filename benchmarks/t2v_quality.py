@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -83,15 +82,16 @@ SAMPLER_RUNS = "ancestral:1000,dpmpp:20,dpmpp:10,ddim:20,euler_maruyama:20,pc:10
 
 
 def samplers(t2v: TextToVideo, ev: Evaluator, n: int, guidance: float, device: torch.device,
-             runs: str = SAMPLER_RUNS) -> dict:
-    """Caption accuracy and FVD of each sampler at 20 model calls, and of the 1000-step ancestral chain."""
+             runs: str = SAMPLER_RUNS, batch: int = 512, cache: Path | None = None) -> dict:
+    """Caption accuracy and FVD of each sampler at 20 model calls, and of the 1000-step ancestral chain.
+    `cache`: `caption_accuracy`'s, so that a stopped run goes on from its last batch (seconds: of sampling)."""
     real, _, _ = MovingMNIST(n, split="test", seed=1).batch(range(n))
     runs = [(name, int(steps)) for name, steps in (run.split(":") for run in runs.split(","))]
     rows = []
     for sampler, steps in runs:
-        began = time.perf_counter()
-        scores, videos = caption_accuracy(t2v, ev, n=n, guidance=guidance, sampler=sampler, steps=steps, batch=512)
-        rows.append({**scores, "fvd": ev.fvd(videos, real).value, "seconds": time.perf_counter() - began})
+        scores, videos = caption_accuracy(t2v, ev, n=n, guidance=guidance, sampler=sampler, steps=steps, batch=batch,
+                                          cache=cache)
+        rows.append({**scores, "fvd": ev.fvd(videos, real).value})
         print("sampler", sampler, steps, {key: round(v, 3) if isinstance(v, float) else v
                                           for key, v in rows[-1].items()}, flush=True)
     return {"n": n, "guidance": guidance, "measured_on": describe(device), "rows": rows}
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--guidance", type=float, default=None,
                         help="scale of the curve and the sampler table (default: the sweep's best, else 3)")
     parser.add_argument("--runs", default=SAMPLER_RUNS, help="the sampler table's sampler:steps pairs")
+    parser.add_argument("--batch", type=int, default=512, help="sampler table: videos per batch")
+    parser.add_argument("--cache", type=Path, help="sampler table: keep each batch here, and go on from them")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.curve:
         new["curve"] = curve(args.curve, args.n, guidance, device, ev)
     if args.samplers:
-        new["samplers"] = samplers(TextToVideo.load(device=str(device)), ev, args.n, guidance, device, args.runs)
+        new["samplers"] = samplers(TextToVideo.load(device=str(device)), ev, args.n, guidance, device, args.runs,
+                                  args.batch, args.cache)
     # a new export starts a new card (the old measurements were of other weights), but for the curve, which was
     # measured on the run's snapshots, when the run is the same; parts run as separate processes merge into the
     # card as it is when they finish

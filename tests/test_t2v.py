@@ -76,6 +76,26 @@ def test_caption_accuracy_scores_every_prompt_and_the_held_out_half(t2v):
     assert scores["both_acc"] <= min(scores["digit_acc"], scores["direction_acc"])
 
 
+def test_an_interrupted_caption_accuracy_run_goes_on_to_the_videos_of_one_run(t2v, tmp_path):
+    """With a cache, a run stopped after its first batch and started again makes the same videos (an ancestral
+    chain draws noise at every step: the generator's state is saved with each batch)."""
+    from tinyvdm.metrics import Evaluator
+    from tinyvdm.pipelines.t2v import caption_accuracy
+    ev = Evaluator.load()
+    run = lambda cache: caption_accuracy(t2v, ev, n=4, guidance=2.0, sampler="ancestral", steps=3, batch=2,
+                                         cache=cache)
+    whole_scores, whole = run(None)
+    run(tmp_path)
+    parts = sorted((tmp_path / "ancestral-3-w2-n4-b2-seed0-h0.5-k1").glob("*.pt"))
+    assert [p.name for p in parts] == ["0.pt", "2.pt"]
+    parts[1].unlink()  # stopped after the first batch
+    scores, resumed = run(tmp_path)
+    timeless = lambda s: {k: v for k, v in s.items() if k != "seconds"}
+    assert torch.equal(resumed, whole) and timeless(scores) == timeless(whole_scores) and scores["seconds"] > 0
+    assert not torch.equal(resumed[:2], caption_accuracy(t2v, ev, n=2, guidance=2.0, sampler="ancestral", steps=3,
+                                                         batch=2, seed=1)[1])
+
+
 def test_shipped_model_loads_without_pickle_and_its_card_tells_how_it_was_made():
     import json
     from tinyvdm.pipelines.t2v import CHECKPOINT

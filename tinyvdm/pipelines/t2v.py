@@ -12,6 +12,7 @@ The denoiser reads the caption through a small text encoder trained jointly with
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,12 +110,15 @@ def caption_prompts(n: int, seed: int = 0, held_out: float = 0.5) -> tuple[list[
 @torch.no_grad()
 def caption_accuracy(t2v: TextToVideo, evaluator, n: int = 256, guidance: float = 3.0, sampler: str = "dpmpp",
                      steps: int = 20, seed: int = 0, held_out: float = 0.5, batch: int = 64, per_prompt: int = 1,
-                     progress: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+                     progress: bool = False, cache: Path | None = None) -> tuple[dict[str, float], torch.Tensor]:
     """Generate `per_prompt` videos for each of `caption_prompts(n)` and read them with the evaluator.
 
-    Scores (with n and the sampler's NFE): digit_acc, direction_acc, both_acc (digit and direction right),
-    the same on the held-out phrasings alone (held_out_*), identity_consistency and motion_error.
+    Scores (with n, the sampler's NFE and the seconds spent sampling): digit_acc, direction_acc, both_acc (digit
+    and direction right), the same on the held-out phrasings alone (held_out_*), identity_consistency and
+    motion_error.
     Returns (scores, videos), the videos of one prompt next to each other.
+    With `cache` (a folder for this model's videos), each batch is saved with the generator's state after it, and a
+    run started again with the same arguments loads the batches it has and goes on: the same videos as one run.
     """
     from ..metrics.evaluator import score_readings
 
@@ -123,11 +127,25 @@ def caption_accuracy(t2v: TextToVideo, evaluator, n: int = 256, guidance: float 
     labels = {k: v.repeat_interleave(per_prompt) for k, v in labels.items()}
     n = len(prompts)
     generator = torch.Generator(t2v.net.null_ids.device).manual_seed(seed)
-    videos, nfe = [], 0
+    if cache is not None:
+        cache = Path(cache) / f"{sampler}-{steps}-w{guidance:g}-n{n}-b{batch}-seed{seed}-h{held_out:g}-k{per_prompt}"
+        cache.mkdir(parents=True, exist_ok=True)
+    videos, nfe, seconds = [], 0, 0.0
     for i in range(0, n, batch):
-        v, nfe = t2v(prompts[i:i + batch], guidance, sampler, steps, generator=generator, progress=progress,
-                     return_nfe=True)
+        part = cache / f"{i}.pt" if cache is not None else None
+        if part is not None and part.exists():
+            saved = torch.load(part, weights_only=True)
+            v, nfe, took = saved["videos"], int(saved["nfe"]), float(saved["seconds"])
+            generator.set_state(saved["generator"])
+        else:
+            began = time.perf_counter()
+            v, nfe = t2v(prompts[i:i + batch], guidance, sampler, steps, generator=generator, progress=progress,
+                         return_nfe=True)
+            took = time.perf_counter() - began
+            if part is not None:
+                torch.save({"videos": v.cpu(), "nfe": nfe, "seconds": took, "generator": generator.get_state()}, part)
         videos.append(v.cpu())
+        seconds += took
     videos = torch.cat(videos)
     readings = evaluator.read(videos)
     scores = score_readings(readings, labels["digit"], labels["direction"])
@@ -138,7 +156,7 @@ def caption_accuracy(t2v: TextToVideo, evaluator, n: int = 256, guidance: float 
     if held.any():
         scores |= {f"held_out_{k}_acc": v[held].float().mean().item() for k, v in right.items()}
         scores["n_held_out"] = int(held.sum())
-    return scores | {"guidance": guidance, "sampler": sampler, "steps": steps, "nfe": nfe}, videos
+    return scores | {"guidance": guidance, "sampler": sampler, "steps": steps, "nfe": nfe, "seconds": seconds}, videos
 
 
 def t2v_task(config):
