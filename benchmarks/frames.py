@@ -83,6 +83,7 @@ def extension(args, device) -> dict:
     window = t2v.video_shape[1]
     prompts, labels = caption_prompts(args.ext_n, seed=args.seed)
     guidance = t2v.best_guidance if args.guidance is None else args.guidance
+    ext_guidance = guidance if args.ext_guidance is None else args.ext_guidance
     first = t2v(prompts, guidance, "ddim", args.ext_steps, generator=torch.Generator(device).manual_seed(args.seed))
     ids = t2v.net.tokenizer(prompts).to(device)
     real = MovingMNIST(args.ext_n, split="test", seed=args.seed, frames=args.length).batch(range(args.ext_n))[0]
@@ -96,7 +97,7 @@ def extension(args, device) -> dict:
                                if args.recaption else None)
         began = time.perf_counter()
         videos = torch.cat([extend(t2v.diffusion, t2v.net, first[i:i + args.batch], args.length, args.overlap, method,
-                                   weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=guidance,
+                                   weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=ext_guidance,
                                    null_cond=t2v.net.null_ids, generator=generator, prompt_fn=recaption(i)).cpu()
                             for i in range(0, args.ext_n, args.batch)])
         name = "replacement" if method == "replacement" else f"guidance w_r={weight:g}"
@@ -104,6 +105,7 @@ def extension(args, device) -> dict:
             "seconds_per_video": (time.perf_counter() - began) / args.ext_n}
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
     return {"n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap, "guidance": guidance,
+            "ext_guidance": ext_guidance,
             "steps": args.ext_steps, "recaption": args.recaption, "boundary_frames": [s + args.overlap for s in
                                                          window_starts(args.length, window, args.overlap)[1:]],
             "rows": rows}
@@ -136,9 +138,10 @@ def table(results: dict) -> str:
                   for k, r in results["interpolation"]["rows"].items()]
     if "extension" in results:
         ext = results["extension"]
+        later = ext.get("ext_guidance", ext["guidance"])
         lines += ["", f"extension to {ext['length']} frames, n = {ext['n']}, overlap {ext['overlap']}, {ext['steps']} "
-                  f"DDIM steps, guidance {ext['guidance']:g}, recaption {ext['recaption']} (boundaries at frames "
-                  f"{ext['boundary_frames']}):", "",
+                  f"DDIM steps, guidance {ext['guidance']:g} (later windows {later:g}), recaption {ext['recaption']} "
+                  f"(boundaries at frames {ext['boundary_frames']}):", "",
                   "| method | consistent at every boundary | consistent per boundary | direction kept at every "
                   "boundary | direction kept per boundary | turn at boundaries | turn within windows | identity | "
                   "prompt's digit |", "|---|---|---|---|---|---|---|---|---|"]
@@ -168,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--weights", type=numbers(float), default=[4.0, 8.0, 16.0], help="reconstruction guidance w_r")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the card's)")
+    parser.add_argument("--ext_guidance", type=float, default=None,
+                        help="classifier-free guidance of the later windows (default: --guidance)")
     parser.add_argument("--recaption", action="store_true", help="prompt each window with the direction of its overlap")
     parser.add_argument("--only", choices=("interpolation", "extension"), default=None, help="run one part")
     parser.add_argument("--batch", type=int, default=50)
