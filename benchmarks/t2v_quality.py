@@ -78,7 +78,7 @@ def sweep(t2v: TextToVideo, ev: Evaluator, prompts: int, k: int, scales, device:
             "real_diversity": real_diversity(k), "measured_on": describe(device), "rows": rows}
 
 
-SAMPLER_RUNS = "ancestral:1000,dpmpp:20,dpmpp:10,ddim:20,euler_maruyama:20,pc:10,ode:10"
+SAMPLER_RUNS = "ancestral:1000,dpmpp:20,dpmpp_sde:20,dpmpp:10,ddim:20,euler_maruyama:20,pc:10,ode:10"
 
 
 def samplers(t2v: TextToVideo, ev: Evaluator, n: int, guidance: float, device: torch.device,

@@ -6,6 +6,8 @@ component's spread, relative covariance error) are within TOLERANCES at its samp
 the 99th percentile of the same errors for exact draws from the mixture (checked below), so they measure the
 sampler's bias, not the luck of the draw; a sampler with too few steps fails them (also checked).
 """
+from functools import partial
+
 import pytest
 import torch
 
@@ -47,6 +49,9 @@ SAMPLERS = {  # name: (run(shape, steps, generator=...), steps, sample count)
     "DPM-Solver++ VE": (exact(dpm_solver_pp, VE), 25, 8192),
     "DPM-Solver++ on the chain, eps model": (on_chain(dpm_solver_pp), 25, 8192),
     "DPM-Solver++ on the chain, v model": (on_chain(dpm_solver_pp, "v"), 25, 8192),
+    "SDE-DPM-Solver++ VP": (exact(partial(dpm_solver_pp, eta=1.0), VP), 50, 4096),
+    "SDE-DPM-Solver++ VE": (exact(partial(dpm_solver_pp, eta=1.0), VE), 50, 4096),
+    "SDE-DPM-Solver++ on the chain, v model": (on_chain(partial(dpm_solver_pp, eta=1.0), "v"), 50, 4096),
 }
 
 
@@ -71,7 +76,7 @@ def test_sampler_with_the_exact_score_draws_the_mixture(name):
 
 
 @pytest.mark.parametrize("name, steps", [("DDIM eta=0", 5), ("Euler-Maruyama VP", 10), ("PF-ODE Heun VP", 5),
-                                         ("DPM-Solver++ VP", 8)])
+                                         ("DPM-Solver++ VP", 8), ("SDE-DPM-Solver++ VP", 10)])
 def test_too_few_steps_fail_the_same_check(name, steps):
     run, _, n = SAMPLERS[name]
     assert failures(run((n, 2), steps, generator=torch.Generator().manual_seed(0)), n)
@@ -84,6 +89,7 @@ def test_too_few_steps_fail_the_same_check(name, steps):
     (probability_flow_ode, {"method": "euler"}, lambda s: s),
     (probability_flow_ode, {"method": "heun"}, lambda s: 2 * s - 1),
     (dpm_solver_pp, {}, lambda s: s),
+    (dpm_solver_pp, {"eta": 1.0}, lambda s: s),
 ])
 def test_nfe_is_what_the_docstring_promises(sampler, kwargs, nfe):
     for steps in (1, 7):
@@ -93,6 +99,18 @@ def test_nfe_is_what_the_docstring_promises(sampler, kwargs, nfe):
     model = NFECounter(MIXTURE.denoiser(CHAIN))
     CHAIN.ddim_sample(model, (16, 2), 7)
     assert model.nfe == 7
+
+
+def test_a_first_order_sde_dpm_solver_step_is_the_ddpm_posterior_draw_of_ddim_eta_one():
+    """Two steps on the chain's grid: the first (first order, D = x̂_0) draws from q(x_next | x_t, x̂_0), as DDIM with
+    eta = 1 does, from the same noise; the second returns x̂_0."""
+    model = MIXTURE.denoiser(CHAIN)
+    sde = dpm_solver_pp(CHAIN.sde(), CHAIN.score_fn(model), (64, 2), 2, eta=1.0,
+                        generator=torch.Generator().manual_seed(1))
+    ddim = CHAIN.ddim_sample(model, (64, 2), 2, eta=1.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(sde, ddim, rtol=0, atol=1e-4)
+    ode = dpm_solver_pp(CHAIN.sde(), CHAIN.score_fn(model), (64, 2), 2, generator=torch.Generator().manual_seed(1))
+    assert (sde - ode).abs().max() > 0.01  # the noise the ODE does not draw
 
 
 def test_same_generator_same_samples_and_a_callback_sees_every_state():
@@ -111,3 +129,5 @@ def test_unknown_predictor_or_method_is_rejected():
         probability_flow_ode(VP, MIXTURE.score_fn(VP), (4, 2), 10, method="rk45")
     with pytest.raises(ValueError, match="shaped like x_t"):
         dpm_solver_pp(VP, lambda x, t: x[:, :1], (4, 2), 10)
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        dpm_solver_pp(VP, MIXTURE.score_fn(VP), (4, 2), 10, eta=1.5)

@@ -16,8 +16,8 @@ def t2v(tmp_path_factory):
     return TextToVideo(net, task.diffusion, task.video_shape)
 
 
-@pytest.mark.parametrize("sampler, steps, nfe", [("ddim", 5, 5), ("dpmpp", 5, 5), ("pc", 3, 6), ("ode", 3, 5),
-                                                 ("euler_maruyama", 4, 4)])
+@pytest.mark.parametrize("sampler, steps, nfe", [("ddim", 5, 5), ("dpmpp", 5, 5), ("dpmpp_sde", 5, 5), ("pc", 3, 6),
+                                                 ("ode", 3, 5), ("euler_maruyama", 4, 4)])
 def test_every_sampler_runs_guided_with_one_model_call_per_evaluation(t2v, sampler, steps, nfe):
     videos, used = t2v(["the digit 3 moves left", "an 8 goes up"], guidance=2.0, sampler=sampler, steps=steps,
                        return_nfe=True)

@@ -13,7 +13,8 @@ NFE (number of function evaluations, what a sampler costs) is counted by wrappin
     score.nfe                                     # 20
 
 With S steps: Euler–Maruyama S, predictor–corrector S (1 + corrector_steps), probability-flow ODE S (Euler)
-or 2S − 1 (Heun), DPM-Solver++(2M) S. A classifier-free-guided model is one (twice as wide) call per evaluation.
+or 2S − 1 (Heun), DPM-Solver++(2M) S (ODE or SDE). A classifier-free-guided model is one (twice as wide) call
+per evaluation.
 
 Song et al. 2021 (Euler–Maruyama, predictor–corrector, probability flow); Karras et al. 2022 (Heun);
 Lu et al. 2022 (DPM-Solver++).
@@ -118,19 +119,24 @@ def probability_flow_ode(sde: SDE, score_fn, shape, steps: int = 100, *, method:
     return x
 
 
-def dpm_solver_pp(sde: SDE, score_fn, shape, steps: int = 20, *, generator: torch.Generator | None = None,
-                  device=None, progress: bool = False, callback=None) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the probability-flow ODE in λ = log(α/σ).
+def dpm_solver_pp(sde: SDE, score_fn, shape, steps: int = 20, *, eta: float = 0.0,
+                  generator: torch.Generator | None = None, device=None, progress: bool = False,
+                  callback=None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver in λ = log(α/σ), of the probability-flow
+    ODE (eta = 0) or of the reverse SDE (eta = 1, SDE-DPM-Solver++(2M)):
 
         x̂_0 = (x + σ_t² s) / α_t,   D = (1 + 1/(2r)) x̂_0 − 1/(2r) x̂_0,prev,   r = h_prev / h,   h = λ_next − λ_t
-        x_next = (σ_next / σ_t) x − α_next (e^{−h} − 1) D
+        x_next = (σ_next / σ_t) e^{−ηh} x + α_next (1 − e^{−(1+η)h}) D + σ_next √(1 − e^{−2ηh}) z
 
-    with D = x̂_0 on the first step, and x = α_0 x̂_0 on the last (σ = 0, λ = ∞). One score call per step.
+    with D = x̂_0 on the first step, and x = α_0 x̂_0 on the last (σ = 0, λ = ∞). One score call per step. At
+    eta = 1 a first-order step (D = x̂_0) is a draw from DDPM's posterior q(x_next | x_t, x̂_0).
     """
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must be in [0, 1] (0: the ODE, 1: the SDE), got {eta}")
     ts = sde.timesteps(steps)
     x = sde.prior_sampling(shape, generator, device)
     x0_prev, h_prev = None, None
-    for i in tqdm(range(steps), desc="dpm-solver++(2m)", disable=not progress):
+    for i in tqdm(range(steps), desc="dpm-solver++(2m)" + " sde" * (eta > 0), disable=not progress):
         t, t_next = _time(ts[i], x), _time(ts[i + 1], x)
         (alpha, sigma), (alpha_next, sigma_next) = sde.marginal_coeffs(t), sde.marginal_coeffs(t_next)
         x0 = (x + per_sample(sigma ** 2, x) * checked_call(score_fn, x, t)) / per_sample(alpha, x)
@@ -142,7 +148,11 @@ def dpm_solver_pp(sde: SDE, score_fn, shape, steps: int = 20, *, generator: torc
             if x0_prev is not None:
                 r = per_sample(h_prev / h, x)
                 d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
-            x = per_sample(sigma_next / sigma, x) * x - per_sample(alpha_next * torch.expm1(-h), x) * d
+            x = (per_sample(sigma_next / sigma * torch.exp(-eta * h), x) * x
+                 - per_sample(alpha_next * torch.expm1(-(1 + eta) * h), x) * d)
+            if eta > 0:
+                x = x + per_sample(sigma_next * (-torch.expm1(-2 * eta * h)).sqrt(), x) * randn(
+                    x.shape, generator, x.device, x.dtype)
             x0_prev, h_prev = x0, h
         _report(callback, ts[i + 1], x)
     return x

@@ -2,18 +2,21 @@
 
     x, nfe = sample(diffusion, model, shape, sampler="dpmpp", steps=20, cond=ids, guidance=3.0, null_cond=null)
 
-"ancestral" runs all N steps of the DDPM chain; "ddim", "dpmpp" (DPM-Solver++(2M)), "euler_maruyama",
-"pc" (predictor–corrector) and "ode" (probability-flow ODE, Heun) run `steps` steps of their grids.
+"ancestral" runs all N steps of the DDPM chain; "ddim", "dpmpp" (DPM-Solver++(2M)), "dpmpp_sde" (its SDE
+version, SDE-DPM-Solver++(2M)), "euler_maruyama", "pc" (predictor–corrector) and "ode" (probability-flow ODE,
+Heun) run `steps` steps of their grids.
 `nfe` counts model calls; a guided call evaluates the conditional and unconditional model in one batch.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 
 from ..diffusion import (GaussianDiffusion, NFECounter, classifier_free_guidance, dpm_solver_pp, euler_maruyama,
                          predictor_corrector, probability_flow_ode)
 
-SAMPLERS = ("ancestral", "ddim", "dpmpp", "euler_maruyama", "pc", "ode")
+SAMPLERS = ("ancestral", "ddim", "dpmpp", "dpmpp_sde", "euler_maruyama", "pc", "ode")
 
 
 @torch.inference_mode()
@@ -33,7 +36,7 @@ def sample(diffusion: GaussianDiffusion, model, shape, sampler: str = "dpmpp", s
     elif sampler == "ddim":
         x = diffusion.ddim_sample(denoiser, shape, steps, eta=eta, cond=cond, **kwargs)
     else:
-        solver = {"dpmpp": dpm_solver_pp, "euler_maruyama": euler_maruyama, "pc": predictor_corrector,
-                  "ode": probability_flow_ode}[sampler]
+        solver = {"dpmpp": dpm_solver_pp, "dpmpp_sde": partial(dpm_solver_pp, eta=1.0),
+                  "euler_maruyama": euler_maruyama, "pc": predictor_corrector, "ode": probability_flow_ode}[sampler]
         x = solver(diffusion.sde(), diffusion.score_fn(denoiser, cond), shape, steps, **kwargs)
     return x, counted.nfe
