@@ -29,6 +29,7 @@ SWEEPS = {  # sampler: steps to try
     "predictor-corrector": [10, 25, 50, 100, 250],
     "PF-ODE (Heun)": [3, 5, 8, 10, 15, 25, 50],
     "DPM-Solver++(2M)": [5, 8, 10, 12, 15, 20, 25, 35, 50],
+    "SDE-DPM-Solver++(2M)": [10, 15, 20, 25, 35, 50, 100],
 }
 
 
@@ -54,6 +55,8 @@ def main() -> None:
         "predictor-corrector": lambda model, steps, g: predictor_corrector(sde, diffusion.score_fn(model), shape, steps, generator=g),
         "PF-ODE (Heun)": lambda model, steps, g: probability_flow_ode(sde, diffusion.score_fn(model), shape, steps, generator=g),
         "DPM-Solver++(2M)": lambda model, steps, g: dpm_solver_pp(sde, diffusion.score_fn(model), shape, steps, generator=g),
+        "SDE-DPM-Solver++(2M)": lambda model, steps, g: dpm_solver_pp(sde, diffusion.score_fn(model), shape, steps, eta=1.0,
+                                                                      generator=g),
     }
 
     floor = sum(mixture.moment_kl(mixture.sample(args.samples, torch.Generator().manual_seed(s))[0])
