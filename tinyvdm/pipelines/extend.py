@@ -45,12 +45,13 @@ TOL = 1.0  # pixels RMS from one bouncing motion over two windows: real videos r
 def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int, overlap: int = 4,
            method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
            null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
-           prompt_fn=None) -> torch.Tensor:
+           prompt_fn=None, eta: float = 0.0) -> torch.Tensor:
     """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
     each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
     with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none).
     `prompt_fn(overlap_frames, cond) -> cond`, if given, makes each later window's cond from its known frames
-    (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`)."""
+    (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`). `eta`: DDIM's η for every
+    window (0: deterministic; 1: fresh noise at every step, as the ancestral chain)."""
     if video.ndim != 5:
         raise ValueError(f"expected a video batch (B, C, T, H, W), the first window, got {tuple(video.shape)}")
     window = video.shape[2]
@@ -64,15 +65,17 @@ def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int
         if prompt_fn is not None:
             cond = prompt_fn(out[:, :, -overlap:], cond)
         new = sample_window(diffusion, model, known, mask, method, weight, steps, cond, guidance, null_cond, generator,
-                            progress)
+                            progress, eta)
         out = torch.cat([out, new[:, :, overlap:]], 2)
     return out[:, :, :length]
 
 
 def sample_window(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask: torch.Tensor,
                   method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
-                  null_cond=None, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-    """One window (B, C, T, H, W) by DDIM whose frames `mask` (T,) are `known`'s, by replacement or guidance."""
+                  null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
+                  eta: float = 0.0) -> torch.Tensor:
+    """One window (B, C, T, H, W) by DDIM (η = `eta`) whose frames `mask` (T,) are `known`'s, by replacement or
+    guidance."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if known.ndim != 5 or mask.shape != (known.shape[2],) or mask.dtype != torch.bool:
@@ -88,7 +91,8 @@ def sample_window(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask
     noise = randn(known.shape, generator, known.device, known.dtype)  # the ε of q(z_t^a | x^a) at every step
     put_back = diffusion.replacement(known, m, noise)
     x_T = put_back(diffusion.num_steps - 1, randn(known.shape, generator, known.device, known.dtype))
-    return diffusion.ddim_sample(model, known.shape, steps, cond=cond, x_T=x_T, progress=progress, callback=put_back)
+    return diffusion.ddim_sample(model, known.shape, steps, eta, cond=cond, x_T=x_T, generator=generator,
+                                 progress=progress, callback=put_back)
 
 
 def reconstruction_guidance(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask: torch.Tensor,
