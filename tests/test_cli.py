@@ -13,7 +13,7 @@ def test_demo_writes_a_gif_of_generated_videos_and_prints_its_path(tmp_path):
     run = subprocess.run([sys.executable, "-m", "tinyvdm", "demo", "--out", str(out), "--steps", "4",
                           "--prompt", "the digit 3 moves left", "--prompt", "an 8 goes up"],
                          capture_output=True, text=True, check=True)
-    assert str(out) in run.stdout and "generated videos (dpmpp, 4 NFE" in run.stdout
+    assert str(out) in run.stdout and "generated videos (dpmpp_sde, 4 NFE" in run.stdout
     with Image.open(out) as im:
         assert im.n_frames == 8
 
