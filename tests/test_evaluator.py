@@ -61,21 +61,6 @@ def test_fit_recovers_bounces_at_other_speeds_and_lengths(speed, T):
     assert (fit["fit"] - positions).abs().max() < 0.2 and fit["error"].max() < 0.2  # the start grid is 0.25 px
 
 
-def test_the_direction_a_fit_leaves_in_is_the_one_the_motion_goes_on_in():
-    """end_direction of frames 0 … 7 of a true 16-frame trajectory is the direction fitted to frames 7 … 15 (the
-    motion continues, bounces included), and frames 7 … 0 played backwards start in its reverse wherever frame 7
-    is off a wall."""
-    _, _, labels = MovingMNIST(1000, split="test", seed=7, frames=16).batch(range(1000))
-    p = labels["positions"][:, :, 0]
-    end = fit_bouncing_motion(p[:, :8])["end_direction"]
-    assert torch.equal(end, fit_bouncing_motion(p[:, 7:])["direction"])
-    backwards = fit_bouncing_motion(p[:, :8].flip(1))["direction"]
-    step = torch.tensor(STEPS)
-    off_walls = ((p[:, 7] - 6.5).abs() > 2) & ((p[:, 7] - 24.5).abs() > 2)  # both axes 2 px from the walls
-    assert off_walls.all(-1).sum() > 300
-    assert torch.equal(step[backwards][off_walls.all(-1)], -step[end][off_walls.all(-1)])
-
-
 def test_fit_tolerates_reading_noise():
     """Centres read with 0.3 px of noise (about the frame reader's error) still give the labelled direction."""
     _, _, labels = MovingMNIST(1000, split="test", seed=6).batch(range(1000))

@@ -249,8 +249,7 @@ def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int
     into it gives the same video as one moving away, so a start within WALL pixels of a wall counts
     as moving away.
 
-    Returns direction (B,) index into DIRECTIONS (the initial one), end_direction (B,) the one it
-    moves in from its last frame (same convention at a wall), speed (B,) pixels per frame,
+    Returns direction (B,) index into DIRECTIONS (the initial one), speed (B,) pixels per frame,
     error (B,) RMS distance in pixels, and fit (B, T, 2) the fitted trajectory.
     """
     if positions.dim() != 3 or positions.shape[-1] != 2 or positions.shape[1] < 2:
@@ -274,17 +273,14 @@ def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int
     pattern, k = best // len(s), best % len(s)
     rows = torch.arange(B)
     z_index = start[rows, k]  # (B, 2)
+    sign = torch.where(torch.remainder(z0[z_index] + WALL, 2 * L) < L, 1, -1)  # (B, 2)
     moves = torch.stack([pattern != 2, pattern != 1], -1)  # (B, 2) which axes move
-
-    def direction_at(z: torch.Tensor) -> torch.Tensor:  # (B, 2) unfolded positions -> (B,) DIRECTIONS index
-        step = torch.where(moves, torch.where(torch.remainder(z + WALL, 2 * L) < L, 1, -1), 0)  # (B, 2) (dy, dx)
-        return _DIRECTION_OF_STEP[(step[:, 0] + 1) * 3 + step[:, 1] + 1]
-
+    step = torch.where(moves, sign, 0)  # (B, 2) (dy, dx)
+    direction = _DIRECTION_OF_STEP[(step[:, 0] + 1) * 3 + step[:, 1] + 1]
     fit = rearrange(paths[k[:, None].expand(B, 2), z_index], "b a t -> b t a")  # (B, T, 2)
     fit = torch.where(moves[:, None], fit, p.mean(1, keepdim=True))
     error = (total.flatten(1)[rows, best] / (2 * T)).sqrt()
-    return {"direction": direction_at(z0[z_index]), "end_direction": direction_at(z0[z_index] + s[k, None] * (T - 1)),
-            "speed": torch.where(moves.any(-1), s[k], 0.0).float(),
+    return {"direction": direction, "speed": torch.where(moves.any(-1), s[k], 0.0).float(),
             "error": error.float(), "fit": fit.float()}
 
 

@@ -174,9 +174,6 @@ def boundary_scores(positions: torch.Tensor, window: int, overlap: int, tol: flo
     consistent (B, K): one bouncing constant-velocity motion (`fit_bouncing_motion`) fits windows k − 1 and k together
     to within `tol` pixels RMS (span_error (B, K): that RMS): the digit keeps its direction and speed across the
     boundary, bounces aside.
-    direction_kept (B, K): the looser test, of direction only: the motion fitted to window k − 1 alone leaves its
-    last frame b − 1 in the direction the motion fitted to frames b − 1 … b + W − O − 1 (window k's new frames and
-    the frame before them) starts in.
     turn (B, K): ‖a_t‖ = ‖c_{t+1} − 2 c_t + c_{t−1}‖ over the two steps around b (t = b − 1, b): the jump of the
     centre's velocity; turn_within (B,): ‖a_t‖ at every other frame (0 for constant velocity; bounces turn too).
     """
@@ -190,13 +187,10 @@ def boundary_scores(positions: torch.Tensor, window: int, overlap: int, tol: flo
     firsts = [s + overlap for s in starts[1:] if s + overlap <= T - 2]
     spans = [positions[:, s:s + window + (window - overlap)] for s in starts[:len(firsts)]]
     error = torch.stack([fit_bouncing_motion(p, digit_size)["error"] for p in spans], 1)
-    kept = torch.stack([fit_bouncing_motion(positions[:, b - window:b], digit_size)["end_direction"]
-                        == fit_bouncing_motion(positions[:, b - 1:b + window - overlap], digit_size)["direction"]
-                        for b in firsts], 1)
     a = (positions[:, 2:] - 2 * positions[:, 1:-1] + positions[:, :-2]).norm(dim=-1)  # (B, T − 2): a_t at t = 1 …
     inside = torch.ones(T - 2, dtype=torch.bool)
     for b in firsts:
         inside[b - 2:b] = False
-    return {"consistent": error <= tol, "direction_kept": kept, "span_error": error,
+    return {"consistent": error <= tol, "span_error": error,
             "turn": torch.stack([a[:, b - 2:b].mean(1) for b in firsts], 1),
             "turn_within": a[:, inside].mean(1)}
