@@ -29,7 +29,7 @@ from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator, patch_frechet, psnr, ssim
 from tinyvdm.metrics.evaluator import score_readings
-from tinyvdm.pipelines.cascade import CHECKPOINTS, load_stage
+from tinyvdm.pipelines.cascade import CHECKPOINTS, SHIPPED, load_stage
 from tinyvdm.pipelines.frames import Interpolation
 from tinyvdm.pipelines.superres import KINDS, SuperResolution, downsample, upsample
 from tinyvdm.pipelines.t2v import CHECKPOINT as BASE_CHECKPOINT
@@ -106,15 +106,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("cascade.json"), help="the JSON to write")
     parser.add_argument("--base", type=Path, default=BASE_CHECKPOINT)
-    parser.add_argument("--tsr", type=Path, default=CHECKPOINTS["tsr"])
-    parser.add_argument("--ssr", type=Path, default=CHECKPOINTS["ssr"])
+    parser.add_argument("--tsr", type=Path, default=SHIPPED["tsr"], help="default: the frames model")
+    parser.add_argument("--ssr", type=Path, default=SHIPPED["ssr"])
     parser.add_argument("--sampler", default="dpmpp", help="every stage's sampler")
     parser.add_argument("--steps", type=int, default=20, help="every stage's sampler steps")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="augmentation levels s of the sweep")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, metavar="RUN", help="only export this stage run and its card")
-    parser.add_argument("--command", default="python -m tinyvdm train --preset ssr --threads 1",
+    parser.add_argument("--command", default="python -m tinyvdm train --preset ssr --threads 2",
                         help="the command that trained the exported run, for its card")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

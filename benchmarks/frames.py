@@ -98,14 +98,14 @@ def extension(args, device) -> dict:
         videos = torch.cat([extend(t2v.diffusion, t2v.net, first[i:i + args.batch], args.length, args.overlap, method,
                                    weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=ext_guidance,
                                    null_cond=t2v.net.null_ids, generator=generator, prompt_fn=recaption(i),
-                                   eta=args.ext_eta).cpu()
+                                   eta=args.ext_eta, resample=args.ext_resample).cpu()
                             for i in range(0, args.ext_n, args.batch)])
         name = "replacement" if method == "replacement" else f"guidance w_r={weight:g}"
         rows[name] = scores(ev, videos, window, args.overlap, labels["digit"]) | {
             "seconds_per_video": (time.perf_counter() - began) / args.ext_n}
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
     return {"n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap, "guidance": guidance,
-            "ext_guidance": ext_guidance, "eta": args.ext_eta,
+            "ext_guidance": ext_guidance, "eta": args.ext_eta, "resample": args.ext_resample,
             "steps": args.ext_steps, "recaption": args.recaption, "boundary_frames": [s + args.overlap for s in
                                                          window_starts(args.length, window, args.overlap)[1:]],
             "rows": rows}
@@ -139,7 +139,8 @@ def table(results: dict) -> str:
         ext = results["extension"]
         later = ext.get("ext_guidance", ext["guidance"])
         lines += ["", f"extension to {ext['length']} frames, n = {ext['n']}, overlap {ext['overlap']}, {ext['steps']} "
-                  f"DDIM steps (eta {ext.get('eta', 0):g}), guidance {ext['guidance']:g} (later windows {later:g}), "
+                  f"DDIM steps (eta {ext.get('eta', 0):g}, each taken {ext.get('resample', 1)} times), "
+                  f"guidance {ext['guidance']:g} (later windows {later:g}), "
                   f"recaption {ext['recaption']} (boundaries at frames {ext['boundary_frames']}):", "",
                   "| method | consistent at every boundary | consistent per boundary | turn at boundaries | "
                   "turn within windows | identity | prompt's digit |", "|---|---|---|---|---|---|---|"]
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ext_guidance", type=float, default=None,
                         help="classifier-free guidance of the later windows (default: --guidance)")
     parser.add_argument("--ext_eta", type=float, default=0.0, help="DDIM eta of the later windows")
+    parser.add_argument("--ext_resample", type=int, default=1, help="times each DDIM step of a later window is taken")
     parser.add_argument("--recaption", action="store_true", help="prompt each window with the direction of its overlap")
     parser.add_argument("--only", choices=("interpolation", "extension"), default=None, help="run one part")
     parser.add_argument("--batch", type=int, default=50)

@@ -203,6 +203,29 @@ def test_on_a_gaussian_the_guided_estimate_moves_toward_the_conditional_mean():
         assert ((guided - plain) * (truth - plain) > 0).all(), step
 
 
+def test_resampling_draws_the_unknown_frame_from_its_conditional():
+    """Two frames x ~ N(0, [[1, ρ], [ρ, 1]]), x^a known, the exact denoiser: x^b | x^a ~ N(ρ x^a, 1 − ρ²). Replacement
+    hears x^a only through the noisy z^a and regresses x^b on x^a with a slope far below ρ; taking every step U times
+    (RePaint) brings the slope and the residual variance to the conditional's."""
+    rho = 0.9
+    data = GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, rho], [rho, 1.0]]])
+    diffusion = GaussianDiffusion(cosine_beta_schedule(100), prediction="eps")
+    exact = data.denoiser(diffusion)
+    model = lambda z, t, cond=None: exact(z.flatten(1), t).view_as(z)
+    x_a = torch.randn(4000, generator=torch.Generator().manual_seed(0))
+    known = torch.stack([x_a, torch.zeros_like(x_a)], 1).view(-1, 1, 2, 1, 1)
+    slopes, residuals = [], []
+    for u in (1, 2, 5, 10):
+        x_b = sample_window(diffusion, model, known, torch.tensor([True, False]), "replacement", steps=20, eta=1.0,
+                            generator=torch.Generator().manual_seed(1), resample=u)[:, 0, 1, 0, 0]
+        slopes.append(((x_b * x_a).mean() / (x_a * x_a).mean()).item())
+        residuals.append((x_b - rho * x_a).var().item())
+    assert slopes == sorted(slopes) and slopes[0] < 0.7 and abs(slopes[-1] - rho) < 0.06, slopes
+    assert residuals[0] > 2 * (1 - rho ** 2) and abs(residuals[-1] - (1 - rho ** 2)) < 0.04, residuals
+    with pytest.raises(ValueError, match="resample must be an int >= 1"):
+        diffusion.ddim_sample(model, known.shape, 5, resample=0)
+
+
 def test_guidance_weight_zero_is_the_replacement_method():
     diffusion = GaussianDiffusion(cosine_beta_schedule(50), prediction="v")
     model = lambda z, t, cond=None: 0.3 * z + 0.1 * z.roll(1, 2)

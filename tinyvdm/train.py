@@ -982,20 +982,22 @@ PRESETS: dict[str, TrainConfig] = {
     # low-resolution input c, noised to a level s ~ U[0, 0.5] (the augmentation sweep's range), is concatenated to x_t.
     # Spatial: 32² -> 64² over 16 frames at 2 px per frame (the TSR stage's output, twice as big); 4x4 patches
     # (16x16 tokens, the cost of t2v's frames) and 64 single frames a step, since c already places the digit.
+    # 3000 steps: 20 min on two threads of the course's 2-core Xeon (0.41 s a step).
     "ssr": TrainConfig(
         preset="ssr", task="ssr", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=4, ctx_channels=1, ctx_level=True),
         data=_moving_mnist(frames=16, size=64, digit_size=28, speed=2),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 64},
-        batch_size=8, steps=2200, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/ssr"),
+        batch_size=8, steps=3000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/ssr"),
     # Temporal: 8 -> 16 frames at 32²: ground truth at 1 px per frame, whose even frames are the base's 2 px videos.
-    # Videos only (a single frame of c says nothing about motion); 2x2 patches as in t2v.
+    # Videos only (a single frame of c says nothing about motion); 2x2 patches as in t2v. dim 24 and 3000 steps: about
+    # the frames model's size and budget, so the two TSR methods (notebook 09) compare at equal cost.
     "tsr": TrainConfig(
-        preset="tsr", task="tsr", model=_unet(dim=32, dim_mults=(1, 2, 4), patch_size=2, ctx_channels=1, ctx_level=True),
+        preset="tsr", task="tsr", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=2, ctx_channels=1, ctx_level=True),
         data=_moving_mnist(frames=16, speed=1),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 0},
-        batch_size=12, steps=2400, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/tsr"),
+        batch_size=12, steps=3000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/tsr"),
     # both in seconds, for tests; they chain after t2v-tiny: (1, 4, 16, 16) -> tsr (1, 8, 16, 16) -> ssr (1, 8, 32, 32)
     "ssr-tiny": TrainConfig(
         preset="ssr-tiny", task="ssr",

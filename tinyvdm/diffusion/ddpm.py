@@ -169,7 +169,7 @@ class GaussianDiffusion:
 
     def ddim_sample(self, model, shape, steps: int = 50, eta: float = 0.0, cond=None, *, x_T: torch.Tensor | None = None,
                     t_start: int | None = None, generator: torch.Generator | None = None, device=None,
-                    progress: bool = False, callback=None) -> torch.Tensor:
+                    progress: bool = False, callback=None, resample: int = 1) -> torch.Tensor:
         """DDIM on `steps` steps t_start = τ_0 > … > τ_{S−1} = 0, spaced quadratically (see `DiscreteVPSDE.timesteps`):
 
             x_{τ'} = √ᾱ_{τ'} x̂_0 + √(1 − ᾱ_{τ'} − σ²) ε̂ + σ z,   σ = η √((1 − ᾱ_{τ'}) / (1 − ᾱ_τ)) √(1 − ᾱ_τ / ᾱ_{τ'})
@@ -178,21 +178,31 @@ class GaussianDiffusion:
         Starts from `x_T` at step `t_start` (default N − 1) if given (e.g. from `ddim_invert`, or a noised video for
         SDEdit), else from N(0, I). `callback(t, x)`, if given, sees each x_{τ'} with τ' (−1 is the data); if it
         returns a tensor, sampling goes on from that one (e.g. known pixels put back, as in a masked edit).
+
+        `resample` = U > 1 takes every step U times (RePaint, Lugmayr et al. 2022): after the step and its callback,
+        x_{τ'} goes back to τ by the forward chain, x_τ = √(ᾱ_τ / ᾱ_τ') x_{τ'} + √(1 − ᾱ_τ / ᾱ_τ') z, and the step is
+        taken again, so what a callback put back is harmonised with the rest over U model calls per step.
         """
         if t_start is not None and not 0 <= t_start < self.num_steps:
             raise ValueError(f"t_start must be a step of the chain in [0, {self.num_steps}), got {t_start}")
+        if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
+            raise ValueError(f"resample must be an int >= 1 (times each step is taken), got {resample!r}")
         grid = self._ddim_grid(steps, t_start)
         x = randn(shape, generator, device) if x_T is None else x_T
         for t, t_prev in tqdm(list(zip(grid[:-1], grid[1:])), desc="ddim", disable=not progress):
-            x0, eps = self.denoise(model, x, self._steps(t, x), cond)
             a_t, a_prev = self._alpha_bar_at(t), self._alpha_bar_at(t_prev)
             sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
-            x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).sqrt() * eps
-            if eta > 0:
-                x = x + sigma * randn(x.shape, generator, x.device, x.dtype)
-            if callback is not None:
-                replaced = callback(t_prev, x)
-                x = x if replaced is None else replaced
+            for u in range(resample if t_prev >= 0 else 1):
+                if u:
+                    x = (a_t / a_prev).sqrt() * x + (1 - a_t / a_prev).sqrt() * randn(x.shape, generator, x.device,
+                                                                                        x.dtype)
+                x0, eps = self.denoise(model, x, self._steps(t, x), cond)
+                x = a_prev.sqrt() * x0 + (1 - a_prev - sigma ** 2).sqrt() * eps
+                if eta > 0:
+                    x = x + sigma * randn(x.shape, generator, x.device, x.dtype)
+                if callback is not None:
+                    replaced = callback(t_prev, x)
+                    x = x if replaced is None else replaced
         return x
 
     def ddim_invert(self, model, x0: torch.Tensor, steps: int = 50, cond=None, *, fixed_point_iters: int = 0,

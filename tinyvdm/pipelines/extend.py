@@ -45,13 +45,14 @@ TOL = 1.0  # pixels RMS from one bouncing motion over two windows: real videos r
 def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int, overlap: int = 4,
            method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
            null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
-           prompt_fn=None, eta: float = 0.0) -> torch.Tensor:
+           prompt_fn=None, eta: float = 0.0, resample: int = 1) -> torch.Tensor:
     """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
     each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
     with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none).
     `prompt_fn(overlap_frames, cond) -> cond`, if given, makes each later window's cond from its known frames
     (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`). `eta`: DDIM's η for every
-    window (0: deterministic; 1: fresh noise at every step, as the ancestral chain)."""
+    window (0: deterministic; 1: fresh noise at every step, as the ancestral chain). `resample`: each DDIM step taken
+    that many times, going back by the forward chain in between (RePaint; see `GaussianDiffusion.ddim_sample`)."""
     if video.ndim != 5:
         raise ValueError(f"expected a video batch (B, C, T, H, W), the first window, got {tuple(video.shape)}")
     window = video.shape[2]
@@ -65,7 +66,7 @@ def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int
         if prompt_fn is not None:
             cond = prompt_fn(out[:, :, -overlap:], cond)
         new = sample_window(diffusion, model, known, mask, method, weight, steps, cond, guidance, null_cond, generator,
-                            progress, eta)
+                            progress, eta, resample)
         out = torch.cat([out, new[:, :, overlap:]], 2)
     return out[:, :, :length]
 
@@ -73,9 +74,9 @@ def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int
 def sample_window(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask: torch.Tensor,
                   method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
                   null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
-                  eta: float = 0.0) -> torch.Tensor:
-    """One window (B, C, T, H, W) by DDIM (η = `eta`) whose frames `mask` (T,) are `known`'s, by replacement or
-    guidance."""
+                  eta: float = 0.0, resample: int = 1) -> torch.Tensor:
+    """One window (B, C, T, H, W) by DDIM (η = `eta`, each step taken `resample` times) whose frames `mask` (T,) are
+    `known`'s, by replacement or guidance."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if known.ndim != 5 or mask.shape != (known.shape[2],) or mask.dtype != torch.bool:
@@ -92,7 +93,7 @@ def sample_window(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask
     put_back = diffusion.replacement(known, m, noise)
     x_T = put_back(diffusion.num_steps - 1, randn(known.shape, generator, known.device, known.dtype))
     return diffusion.ddim_sample(model, known.shape, steps, eta, cond=cond, x_T=x_T, generator=generator,
-                                 progress=progress, callback=put_back)
+                                 progress=progress, callback=put_back, resample=resample)
 
 
 def reconstruction_guidance(diffusion: GaussianDiffusion, model, known: torch.Tensor, mask: torch.Tensor,
