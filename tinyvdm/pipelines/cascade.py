@@ -6,8 +6,8 @@
 Each stage's options (sampler, steps, guidance, aug_level, ...) go in a dict under its name. A stage is anything
 with `name`, `in_shape` and `out_shape` (the (C, T, H, W) it takes and makes) that is called as
 `stage(video, generator=, progress=, **options) -> video`: a `SuperResolution`, or a frame-interpolation model
-(`frames.Interpolation`). The shipped TSR is the frames model interpolating; an imagen-style TSR stage, once trained
-and exported (`benchmarks/cascade.py --export runs/tsr`), is `Cascade.load(tsr=CHECKPOINTS["tsr"])`.
+(`frames.Interpolation`). The default TSR is the frames model interpolating; the imagen-style TSR stage (shipped too,
+exported by `benchmarks/cascade.py --export runs/tsr`) is `Cascade.load(tsr=CHECKPOINTS["tsr"])`.
 Sizes must chain: the base makes stages[0].in_shape, stage i makes stage i + 1's in_shape.
 """
 from __future__ import annotations
