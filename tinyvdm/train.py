@@ -990,8 +990,8 @@ PRESETS: dict[str, TrainConfig] = {
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 64},
         batch_size=8, steps=3000, lr=2e-3, min_lr=5e-5, warmup=100, ema_decay=0.995, out_dir="runs/ssr"),
     # Temporal: 8 -> 16 frames at 32²: ground truth at 1 px per frame, whose even frames are the base's 2 px videos.
-    # Videos only (a single frame of c says nothing about motion); 2x2 patches as in t2v. dim 24 and 3000 steps: about
-    # the frames model's size and budget, so the two TSR methods (notebook 09) compare at equal cost.
+    # Videos only (a single frame of c says nothing about motion); 2x2 patches as in t2v. dim 24 and 3000 steps (20 min
+    # on two threads): about the frames model's size and budget, so the two TSR methods (notebook 09) compare fairly.
     "tsr": TrainConfig(
         preset="tsr", task="tsr", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=2, ctx_channels=1, ctx_level=True),
         data=_moving_mnist(frames=16, speed=1),
