@@ -20,9 +20,10 @@ boundary k (window k's first new frame), `boundary_scores`: consistent (one boun
 k within 1 px RMS: direction and speed kept), span_error (that RMS), turn (the centre's velocity jump, pixels)
 against turn_within (the same inside windows). consistent_upto[k]: videos consistent at every boundary up to k, as a
 function of length (frames[k]). identity: the new frames that show the first window's digit. The "real" row reads
-real videos at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. With --recaption each
-later window of both methods is prompted with the first window's digit and the direction read from its overlap
-(`direction_prompts`), not the first window's caption: a digit that bounced moves another way than it said.
+real videos at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. With
+--recaption each later window of both methods is prompted with the first window's digit and the direction read from
+its overlap (`direction_prompts`), not the first window's caption: a digit that bounced moves another way than it
+said. --ext_resample U takes each DDIM step of a later window U times (RePaint resampling).
 
     python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 --threads 1
 """
