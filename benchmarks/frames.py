@@ -23,7 +23,8 @@ function of length (frames[k]). identity: the new frames that show the first win
 real videos at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. With
 --recaption each later window of both methods is prompted with the first window's digit and the direction read from
 its overlap (`direction_prompts`), not the first window's caption: a digit that bounced moves another way than it
-said. --ext_resample U takes each DDIM step of a later window U times (RePaint resampling).
+said. --ext_resample U takes each DDIM step of a later window U times (RePaint resampling); --ext_candidates K
+draws each later window K times and keeps the one `motion_surprise` ranks lowest.
 
     python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 --threads 1
 """
@@ -40,7 +41,7 @@ from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
 from tinyvdm.metrics.pixels import psnr
-from tinyvdm.pipelines.extend import boundary_scores, direction_prompts, extend, window_starts
+from tinyvdm.pipelines.extend import boundary_scores, direction_prompts, extend, motion_surprise, window_starts
 from tinyvdm.pipelines.frames import interpolate
 from tinyvdm.pipelines.t2v import CHECKPOINT as T2V_CHECKPOINT
 from tinyvdm.pipelines.t2v import TextToVideo, caption_prompts
@@ -99,7 +100,8 @@ def extension(args, device) -> dict:
         videos = torch.cat([extend(t2v.diffusion, t2v.net, first[i:i + args.batch], args.length, args.overlap, method,
                                    weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=ext_guidance,
                                    null_cond=t2v.net.null_ids, generator=generator, prompt_fn=recaption(i),
-                                   eta=args.ext_eta, resample=args.ext_resample).cpu()
+                                   eta=args.ext_eta, resample=args.ext_resample, candidates=args.ext_candidates,
+                                   select=motion_surprise(t2v.diffusion, t2v.net, generator=generator)).cpu()
                             for i in range(0, args.ext_n, args.batch)])
         name = "replacement" if method == "replacement" else f"guidance w_r={weight:g}"
         rows[name] = scores(ev, videos, window, args.overlap, labels["digit"]) | {
@@ -107,6 +109,7 @@ def extension(args, device) -> dict:
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
     return {"n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap, "guidance": guidance,
             "ext_guidance": ext_guidance, "eta": args.ext_eta, "resample": args.ext_resample,
+            "candidates": args.ext_candidates,
             "steps": args.ext_steps, "recaption": args.recaption, "boundary_frames": [s + args.overlap for s in
                                                          window_starts(args.length, window, args.overlap)[1:]],
             "rows": rows}
@@ -140,7 +143,8 @@ def table(results: dict) -> str:
         ext = results["extension"]
         later = ext.get("ext_guidance", ext["guidance"])
         lines += ["", f"extension to {ext['length']} frames, n = {ext['n']}, overlap {ext['overlap']}, {ext['steps']} "
-                  f"DDIM steps (eta {ext.get('eta', 0):g}, each taken {ext.get('resample', 1)} times), "
+                  f"DDIM steps (eta {ext.get('eta', 0):g}, each taken {ext.get('resample', 1)} times, "
+                  f"the least surprising of {ext.get('candidates', 1)} kept), "
                   f"guidance {ext['guidance']:g} (later windows {later:g}), "
                   f"recaption {ext['recaption']} (boundaries at frames {ext['boundary_frames']}):", "",
                   "| method | consistent at every boundary | consistent per boundary | turn at boundaries | "
@@ -172,6 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="classifier-free guidance of the later windows (default: --guidance)")
     parser.add_argument("--ext_eta", type=float, default=0.0, help="DDIM eta of the later windows")
     parser.add_argument("--ext_resample", type=int, default=1, help="times each DDIM step of a later window is taken")
+    parser.add_argument("--ext_candidates", type=int, default=1,
+                        help="draws of each later window; the one motion_surprise ranks lowest is kept")
     parser.add_argument("--recaption", action="store_true", help="prompt each window with the direction of its overlap")
     parser.add_argument("--only", choices=("interpolation", "extension"), default=None, help="run one part")
     parser.add_argument("--batch", type=int, default=50)

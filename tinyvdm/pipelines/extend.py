@@ -45,28 +45,41 @@ TOL = 1.0  # pixels RMS from one bouncing motion over two windows: real videos r
 def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int, overlap: int = 4,
            method: str = "guidance", weight: float = WEIGHT, steps: int = 50, cond=None, guidance: float = 1.0,
            null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
-           prompt_fn=None, eta: float = 0.0, resample: int = 1) -> torch.Tensor:
+           prompt_fn=None, eta: float = 0.0, resample: int = 1, candidates: int = 1, select=None) -> torch.Tensor:
     """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
     each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
     with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none).
     `prompt_fn(overlap_frames, cond) -> cond`, if given, makes each later window's cond from its known frames
     (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`). `eta`: DDIM's η for every
     window (0: deterministic; 1: fresh noise at every step, as the ancestral chain). `resample`: each DDIM step taken
-    that many times, going back by the forward chain in between (RePaint; see `GaussianDiffusion.ddim_sample`)."""
+    that many times, going back by the forward chain in between (RePaint; see `GaussianDiffusion.ddim_sample`).
+    `candidates` K > 1: each window is drawn K times and the draw `select(windows, cond) -> (B·K,)` scores lowest
+    is kept (e.g. `motion_surprise`)."""
     if video.ndim != 5:
         raise ValueError(f"expected a video batch (B, C, T, H, W), the first window, got {tuple(video.shape)}")
     window = video.shape[2]
     if not 1 <= overlap < window:
         raise ValueError(f"overlap must leave new frames in each window: 1 <= overlap < {window} (the window, the "
                          f"frames of video {tuple(video.shape)}), got {overlap}")
+    if candidates < 1 or (candidates > 1 and select is None):
+        raise ValueError(f"candidates must be >= 1, and > 1 needs select, the score that picks one; got "
+                         f"candidates={candidates}, select={select!r}")
     mask = torch.arange(window, device=video.device) < overlap
     out = video
     while out.shape[2] < length:
         known = torch.cat([out[:, :, -overlap:], torch.zeros_like(video[:, :, overlap:])], 2)
         if prompt_fn is not None:
             cond = prompt_fn(out[:, :, -overlap:], cond)
-        new = sample_window(diffusion, model, known, mask, method, weight, steps, cond, guidance, null_cond, generator,
-                            progress, eta, resample)
+        if candidates == 1:
+            new = sample_window(diffusion, model, known, mask, method, weight, steps, cond, guidance, null_cond,
+                                generator, progress, eta, resample)
+        else:
+            each = lambda a: None if a is None else a.repeat_interleave(candidates, 0)  # (B·K, ...): K draws per video
+            new = sample_window(diffusion, model, each(known), mask, method, weight, steps, each(cond), guidance,
+                                null_cond, generator, progress, eta, resample)
+            new = new.unflatten(0, (-1, candidates))  # (B, K, C, T, H, W)
+            best = select(new.flatten(0, 1), each(cond)).view(-1, candidates).argmin(1)
+            new = new[torch.arange(len(new), device=new.device), best]
         out = torch.cat([out, new[:, :, overlap:]], 2)
     return out[:, :, :length]
 
@@ -118,6 +131,28 @@ def reconstruction_guidance(diffusion: GaussianDiffusion, model, known: torch.Te
         x0 = torch.where(mask, x0, x0 - weight * alpha / 2 * grad).detach()
         return diffusion.target(x0, (z_t - alpha * x0) / sigma, t)
     return guided
+
+
+def motion_surprise(diffusion: GaussianDiffusion, net, levels: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6),
+                    draws: int = 2, generator: torch.Generator | None = None):
+    """`extend`'s select for a net trained on videos and images (`image_mode`): windows x (B, C, T, H, W) -> (B,)
+
+        Σ_{t, ε} ‖x̂_0^video(z_t) − x‖² / Σ_{t, ε} ‖x̂_0^image(z_t) − x‖²,   z_t = α_t x + σ_t ε,  t/N ∈ `levels`
+
+    the video model's denoising error (a proxy for −log p(x), DDPM's bound) over that of the same net seeing each
+    frame alone: what the frames look like cancels, what is left is how much the model is surprised by the motion.
+    A window whose digit turns back or jumps reads high (the anomaly detector's reconstruction score, turned on the
+    model's own draws). The prompt is left out (cond ∅): the score judges the motion, not the caption."""
+    def select(x: torch.Tensor, cond=None) -> torch.Tensor:
+        video = image = 0
+        for level in levels:
+            t = torch.full((len(x),), min(round(level * diffusion.num_steps), diffusion.num_steps - 1), device=x.device)
+            for _ in range(draws):
+                z = diffusion.q_sample(x, t, randn(x.shape, generator, x.device, x.dtype))
+                video = video + ((diffusion.predict_x0(net(z, t), z, t) - x) ** 2).flatten(1).mean(1)
+                image = image + ((diffusion.predict_x0(net(z, t, image_mode=True), z, t) - x) ** 2).flatten(1).mean(1)
+        return video / image
+    return select
 
 
 def direction_prompts(tokenizer, digits, template: str = PHRASINGS[0], digit_size: int = 14):
