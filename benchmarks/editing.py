@@ -8,7 +8,8 @@ prompts in the first phrasing ("the digit 3 moves left" -> "the digit 8 moves le
 another, drawn per video), change the direction (to the opposite), change both. Methods (tinyvdm.pipelines.editing):
 SDEdit at a few strengths; DDIM inversion, then regeneration under the target prompt with the source's self- and
 temporal-attention maps injected while t > τ (τ = N − 1: none); SDEdit frame by frame in image mode, without and
-with cross-frame keys and values. Scores are means over the videos, read by the course's evaluator
+with cross-frame keys and values, each with independent noise in every frame and with Text2Video-Zero's shared noise
+moved with the source digit (`warped_noise`). Scores are means over the videos, read by the course's evaluator
 (`edit_scores` in tinyvdm.pipelines.editing):
 
     edit_success    the target digit and the target direction both read
@@ -49,8 +50,10 @@ def methods(editor: VideoEditor, args, edit: str) -> dict:
         tau = max(round(f * n) - 1, -1)
         found[f"inversion τ={tau}"] = lambda v, src, tgt, tau=tau: editor.inject(v, src, tgt, tau, args.steps)[0]
     for mode in ("per_frame", "cross_frame"):
-        found[f"{mode} s={args.frame_strength}"] = (lambda v, src, tgt, mode=mode:
-                                                     editor.sdedit(v, tgt, args.frame_strength, args.steps, mode=mode))
+        for warp in (False, True):
+            found[f"{mode} s={args.frame_strength}" + (", warped noise" if warp else "")] = (
+                lambda v, src, tgt, mode=mode, warp=warp: editor.sdedit(v, tgt, args.frame_strength, args.steps,
+                                                                        mode=mode, warp_noise=warp))
     return found
 
 

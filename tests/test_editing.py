@@ -7,7 +7,7 @@ from tinyvdm.data import MovingMNIST
 from tinyvdm.diffusion import GaussianDiffusion, classifier_free_guidance, cosine_beta_schedule, linear_beta_schedule
 from tinyvdm.diffusion.toy import ring_mixture
 from tinyvdm.pipelines.editing import (VideoEditor, edit_targets, flicker, image_mode_denoiser, inject_attention,
-                                       reconstruct, sdedit)
+                                       reconstruct, sdedit, warped_noise)
 from tinyvdm.pipelines.t2v import TextToVideo
 from tinyvdm.train import get_preset, load_checkpoint, train
 
@@ -65,6 +65,28 @@ def test_sdedit_starts_at_strength_times_the_chain_and_takes_that_share_of_the_s
     assert asked[0] == 49 and asked[-1] == 0 and len(asked) == 10
 
 
+def test_with_warped_noise_a_translation_equivariant_per_frame_edit_moves_with_the_source():
+    """Frames that are shifts of frame 0 (a blob moving 2 px a frame), a per-frame denoiser that commutes with shifts
+    (a circular convolution): with ε_i = S_{δ_i} ε_0 every edited frame is the edited frame 0 shifted by δ_i,
+    exactly; with independent noise per frame it is not (the flicker Text2Video-Zero's shared noise removes)."""
+    d = GaussianDiffusion(cosine_beta_schedule(100))
+    frame = -torch.ones(1, 1, 16, 16)
+    frame[..., 5:9, 4:7] = 1.0
+    moves = [(0, 2 * i) for i in range(4)]
+    video = torch.stack([frame.roll(m, (-2, -1)) for m in moves], 2)  # (1, 1, 4, 16, 16)
+    kernel = torch.randn(1, 1, 3, 3, generator=torch.Generator().manual_seed(0)) / 9
+    conv = lambda x: torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular"), kernel)
+    model = lambda x_t, t, cond=None: conv(x_t.transpose(1, 2).flatten(0, 1)).unflatten(0, (1, -1)).transpose(1, 2)
+    eps = warped_noise(video, torch.Generator().manual_seed(1))
+    assert all(torch.equal(eps[:, :, i], eps[:, :, 0].roll(m, (-2, -1))) for i, m in enumerate(moves))
+    for noise, moves_with_it in ((eps, True), (torch.randn(video.shape, generator=torch.Generator()), False)):
+        out = sdedit(d, model, video, 0.6, steps=10, noise=noise)
+        shifted = torch.stack([out[:, :, 0].roll(m, (-2, -1)) for m in moves], 2)
+        assert torch.allclose(out, shifted, atol=1e-5) == moves_with_it
+    with pytest.raises(ValueError, match="noise of the source's shape"):
+        sdedit(d, model, video, 0.6, noise=eps[:, :, :2])
+
+
 def test_masked_sdedit_keeps_the_outside_of_the_mask(editor, videos):
     mask = torch.zeros(1, 1, 1, 1, videos.shape[-1])
     mask[..., : videos.shape[-1] // 2] = 1  # edit the left half of every frame
@@ -119,8 +141,9 @@ def test_cross_frame_attention_on_identical_frames_is_per_frame_attention(editor
 
 def test_every_mode_edits_every_video(editor, videos):
     for mode in ("video", "per_frame", "cross_frame"):
-        edited = editor.sdedit(videos, [TARGET, SOURCE], strength=0.5, steps=4, mode=mode)
-        assert edited.shape == videos.shape and edited.abs().max() <= 1
+        for warp in (False, True):
+            edited = editor.sdedit(videos, [TARGET, SOURCE], strength=0.5, steps=4, mode=mode, warp_noise=warp)
+            assert edited.shape == videos.shape and edited.abs().max() <= 1
 
 
 # --- measuring an edit against Moving MNIST's truth ---------------------------------------------------------------

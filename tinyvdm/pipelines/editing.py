@@ -23,11 +23,15 @@ Cross-frame attention gives frame i the keys and values of frames 0 and i − 1,
 
     Q = W_q z_i,   K = W_k [z_0, z_{i−1}],   V = W_v [z_0, z_{i−1}]   (Tune-A-Video eq. 3),
 
-so every frame draws its appearance from frame 0.
+so every frame draws its appearance from frame 0. Text2Video-Zero's other ingredient is the noise: one ε for the
+whole video, each frame's copy translated with the motion, ε_i = S_{δ_i} ε_0 (its "motion dynamics in latent
+codes"); here δ_i is the source digit's displacement from frame 0 (`warped_noise`), so every frame is noised the
+same way around its digit.
 
     editor = VideoEditor(TextToVideo.load())
     edited = editor.sdedit(videos, "the digit 8 moves left", strength=0.6)
     edited = editor.sdedit(videos, "the digit 8 moves left", strength=0.6, mode="cross_frame")
+    edited = editor.sdedit(videos, "the digit 8 moves left", strength=0.6, mode="per_frame", warp_noise=True)
     edited, rebuilt = editor.inject(videos, source_prompts, target_prompts, tau=600)
 
 Measured against Moving MNIST's truth (`edit_targets`, `edit_scores`): whether the evaluator reads the target digit
@@ -47,6 +51,7 @@ from ..data.moving_mnist import STEPS
 from ..diffusion import GaussianDiffusion, classifier_free_guidance
 from ..diffusion._batch import check_steps, randn
 from ..models.attention import Attention, SpatialAttention, _sparse_causal
+from .anomaly import centroids
 
 MODES = ("video", "per_frame", "cross_frame")
 EDITS = ("digit", "direction", "both")
@@ -54,9 +59,10 @@ EDITS = ("digit", "direction", "both")
 
 @torch.inference_mode()
 def sdedit(diffusion: GaussianDiffusion, model, source: torch.Tensor, strength: float, cond=None, steps: int = 20, *,
-           mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
-           progress: bool = False) -> torch.Tensor:
-    """SDEdit: the source noised to t0 = strength·N − 1, then DDIM to the data under `cond`.
+           mask: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+    """SDEdit: the source noised to t0 = strength·N − 1 (by `noise`, the source's shape; default fresh N(0, I)),
+    then DDIM to the data under `cond`.
 
     `steps` are the DDIM steps of a whole run from noise; SDEdit runs round(strength·steps) of them (at least one).
     With a `mask` (broadcastable to the source, 1 = edit), the rest is put back after every step.
@@ -70,7 +76,9 @@ def sdedit(diffusion: GaussianDiffusion, model, source: torch.Tensor, strength: 
         raise ValueError(f"expected a mask broadcastable to the source {tuple(source.shape)}, got {tuple(mask.shape)}")
     mask = None if mask is None else mask.to(source)
     t0 = max(round(strength * diffusion.num_steps) - 1, 0)
-    eps = randn(source.shape, generator, source.device, source.dtype)
+    if noise is not None and noise.shape != source.shape:
+        raise ValueError(f"expected noise of the source's shape {tuple(source.shape)}, got {tuple(noise.shape)}")
+    eps = randn(source.shape, generator, source.device, source.dtype) if noise is None else noise.to(source)
     noised = lambda t: diffusion.q_sample(source, torch.full((len(source),), int(t), device=source.device), eps)
 
     def put_back(t: int, x: torch.Tensor) -> torch.Tensor:
@@ -146,6 +154,20 @@ def image_mode_denoiser(net, cross_frame: bool = False):
     return model
 
 
+def warped_noise(videos: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """ε (B, C, T, H, W) for `videos`: one draw ε_0 per video, frame i's a copy moved with the content,
+
+        ε_i = S_{δ_i} ε_0,   δ_i = round(c_i − c_0)   (a circular shift; c_t the intensity centroid of frame t)
+
+    Text2Video-Zero translates its initial noise with the camera; here the shift follows the source's one digit."""
+    B, C, T, H, W = videos.shape
+    eps = randn((B, C, H, W), generator, videos.device, videos.dtype)
+    c = centroids(videos)
+    shifts = (c - c[:, :1]).round().long().tolist()  # (B, T, 2) pixels (y, x)
+    return torch.stack([torch.stack([eps[b].roll(tuple(shifts[b][t]), (-2, -1)) for t in range(T)], 1)
+                        for b in range(B)])
+
+
 class VideoEditor:
     """Every method above on a `TextToVideo` model: videos of its size and prompts in, edited videos out.
 
@@ -158,8 +180,9 @@ class VideoEditor:
         self.guidance = t2v.best_guidance if guidance is None else guidance
 
     def sdedit(self, videos: torch.Tensor, prompts: str | list[str], strength: float, steps: int = 20, *,
-               mode: str = "video", mask: torch.Tensor | None = None, seed: int = 0,
+               mode: str = "video", mask: torch.Tensor | None = None, warp_noise: bool = False, seed: int = 0,
                progress: bool = False) -> torch.Tensor:
+        """`sdedit` under `prompts`; `warp_noise`: the noise of `warped_noise`, not independent in every frame."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         videos, ids = self._check(videos, prompts)
@@ -167,8 +190,9 @@ class VideoEditor:
         model = net if mode == "video" else image_mode_denoiser(net, cross_frame=mode == "cross_frame")
         guided = classifier_free_guidance(model, self.guidance, net.null_ids)
         generator = torch.Generator(videos.device).manual_seed(seed)
-        edited = sdedit(self.t2v.diffusion, guided, videos, strength, ids, steps, mask=mask, generator=generator,
-                        progress=progress)
+        noise = warped_noise(videos, generator) if warp_noise else None
+        edited = sdedit(self.t2v.diffusion, guided, videos, strength, ids, steps, mask=mask, noise=noise,
+                        generator=generator, progress=progress)
         return edited.clamp(-1, 1)
 
     def inject(self, videos: torch.Tensor, source_prompts: str | list[str], target_prompts: str | list[str],
