@@ -101,7 +101,8 @@ def extension(args, device) -> dict:
                                    weight, args.ext_steps, cond=ids[i:i + args.batch], guidance=ext_guidance,
                                    null_cond=t2v.net.null_ids, generator=generator, prompt_fn=recaption(i),
                                    eta=args.ext_eta, resample=args.ext_resample, candidates=args.ext_candidates,
-                                   select=motion_surprise(t2v.diffusion, t2v.net, generator=generator)).cpu()
+                                   select=motion_surprise(t2v.diffusion, t2v.net, generator=generator)
+                                   if args.ext_candidates > 1 else None).cpu()
                             for i in range(0, args.ext_n, args.batch)])
         name = "replacement" if method == "replacement" else f"guidance w_r={weight:g}"
         rows[name] = scores(ev, videos, window, args.overlap, labels["digit"]) | {
