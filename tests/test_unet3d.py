@@ -140,6 +140,21 @@ def test_cross_frame_attention_is_softmax_over_frame_0_and_the_previous_frame():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_cross_frame_attention_on_a_translating_video_is_self_attention():
+    """Attention without a position encoding sees its keys as a set. When every frame is frame 0 moved (circularly),
+    [k_0, k_{i-1}] are frame i's own keys moved and repeated, and the softmax over them is self-attention's: cross-frame
+    attention can carry what frame 0 looks like, never where it is. Frames that differ in content do get changed."""
+    torch.manual_seed(0)
+    b, frames, c, h, w = 2, 5, 16, 6, 6
+    layer = SpatialAttention(c, heads=2, head_dim=8)
+    first = torch.randn(b, c, h, w)
+    moving = torch.stack([first.roll((i, 2 * i), (-2, -1)) for i in range(frames)], 1).flatten(0, 1)  # (B·T, C, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(moving, frames, cross_frame=True), layer(moving, frames), atol=1e-5, rtol=1e-5)
+        other = torch.randn_like(moving)
+        assert (layer(other, frames, cross_frame=True) - layer(other, frames)).abs().amax() > 0.1
+
+
 def test_relative_position_bias_depends_only_on_the_offset():
     torch.manual_seed(0)
     bias = RelativePositionBias(heads=3)
