@@ -91,7 +91,8 @@ def extension(args, device) -> dict:
     rows = {"real": scores(ev, real, window, args.overlap)}
     rows["first window"] = {"prompt_digit": (ev.read(first.cpu())["frame_digits"] == labels["digit"][:, None])
                             .float().mean().item()}
-    runs = [("replacement", 0.0)] + [("guidance", w) for w in args.weights]
+    runs = [("replacement", 0.0)] * ("replacement" in args.methods) + [("guidance", w) for w in args.weights
+                                                                        if "guidance" in args.methods]
     for method, weight in runs:
         generator = torch.Generator(device).manual_seed(args.seed + 1)
         recaption = lambda i: (direction_prompts(t2v.net.tokenizer, labels["digit"][i:i + args.batch])
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--length", type=int, default=32, help="frames of the extended videos")
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--weights", type=numbers(float), default=[4.0, 8.0, 16.0], help="reconstruction guidance w_r")
+    parser.add_argument("--methods", type=numbers(str), default=["replacement", "guidance"],
+                        help="extension methods to run (guidance: at each of --weights)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the card's)")
     parser.add_argument("--ext_guidance", type=float, default=None,
                         help="classifier-free guidance of the later windows (default: --guidance)")
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the run's command (card)")
     parser.add_argument("--card", action="store_true", help="also write the results into the checkpoint's card")
     args = parser.parse_args(argv)
+    if set(args.methods) - {"replacement", "guidance"}:
+        parser.error(f"--methods takes replacement and/or guidance, got {','.join(args.methods)}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     card_path = args.ckpt.with_suffix(".json")
