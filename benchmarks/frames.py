@@ -91,8 +91,7 @@ def extension(args, device) -> dict:
     rows = {"real": scores(ev, real, window, args.overlap)}
     rows["first window"] = {"prompt_digit": (ev.read(first.cpu())["frame_digits"] == labels["digit"][:, None])
                             .float().mean().item()}
-    runs = [("replacement", 0.0)] * ("replacement" in args.methods) + [("guidance", w) for w in args.weights
-                                                                        if "guidance" in args.methods]
+    runs = [(m, w) for m, w in [("replacement", 0.0)] + [("guidance", w) for w in args.weights] if m in args.methods]
     for method, weight in runs:
         generator = torch.Generator(device).manual_seed(args.seed + 1)
         recaption = lambda i: (direction_prompts(t2v.net.tokenizer, labels["digit"][i:i + args.batch])
