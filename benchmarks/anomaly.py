@@ -17,8 +17,10 @@ on them.
 
 With --choose_seed S every setting is chosen on the benchmark of seed S (other videos than the reported ones):
 for each baseline its post-processing, for the diffusion detector the score, conditioning, t_start (or the mean of
-the z-scores of all t_starts, "all"), the number of draws and the post-processing, each by the mean frame-level AUROC
-over the six types. The benchmark of --seed is then scored with those choices only: the per-type AUROC / AP table
+the z-scores of all t_starts, "all"), the number of draws and the post-processing, each by --choose_by: the mean
+frame-level AUROC over the six types ("mean"), or the fourth-best type's AUROC, ties by the mean ("fourth", the
+default: the course's bar is AUROC >= 0.90 on four of the six types, and this is the margin by which a setting
+clears it; the mean can trade a type just over the line for gains on types far under it). The benchmark of --seed is then scored with those choices only: the per-type AUROC / AP table
 (markdown), the t_start sweep, and the other conditioning at the chosen t_start. --card writes it all, with times
 and the machine, into the checkpoint's card under "benchmark".
 
@@ -45,6 +47,8 @@ from tinyvdm.train import export_run, load_checkpoint
 GEOMETRY = ("frames", "size", "digit_size", "speed")
 TYPES = [k for k in KINDS if k != "normal"]
 POST = POSTPROCESSING
+CRITERIA = {"mean": lambda row: row["mean"],  # how --choose_by ranks a row of per-type AUROCs: higher is better
+            "fourth": lambda row: (sorted((row[k] for k in TYPES), reverse=True)[3], row["mean"])}
 
 
 def export(run: Path, command: str) -> dict:
@@ -174,8 +178,9 @@ def candidates(det: Detector, pred_t_starts: list[int], draws: int, pred_draws: 
     return recon + pred + fore + both + larger
 
 
-def choose(det: Detector, *grid_args) -> dict:
-    """Every setting on the benchmark of det.seed; the best of each detector, and of each diffusion score, by mean AUROC."""
+def choose(det: Detector, by: str, *grid_args) -> dict:
+    """Every setting on the benchmark of det.seed: each baseline's best post-processing by mean AUROC; each diffusion
+    score's best setting, and the chosen detector among those, by CRITERIA[by]."""
     baselines = {}
     for name, s in det.baselines().items():
         rows = {post: det.table(s, post) for post in POST}
@@ -188,12 +193,14 @@ def choose(det: Detector, *grid_args) -> dict:
             table = det.table(s, post)
             grid.append({"setting": setting, "post": post, "name": name_of(setting),
                          **{k: round(v["auroc"], 4) for k, v in table.items()}})
-    best = {score: max((g for g in grid if g["setting"]["score"] == score), key=lambda g: g["mean"])
+    best = {score: max((g for g in grid if g["setting"]["score"] == score), key=CRITERIA[by])
             for score in dict.fromkeys(g["setting"]["score"] for g in grid)}
-    chosen = max(best.values(), key=lambda g: g["mean"])
-    print(f"chosen on seed {det.seed}: {chosen['name']}, {chosen['post']}: mean AUROC {chosen['mean']:.3f}", flush=True)
-    return {"seed": det.seed, "n_per_type": det.bench.n, "baselines": baselines,
-            "best": {score: {"setting": g["setting"], "post": g["post"], "mean_auroc": g["mean"]}
+    chosen = max(best.values(), key=CRITERIA[by])
+    print(f"chosen on seed {det.seed} by {by}: {chosen['name']}, {chosen['post']}: mean AUROC {chosen['mean']:.3f}, "
+          f"fourth-best type {CRITERIA['fourth'](chosen)[0]:.3f}", flush=True)
+    return {"seed": det.seed, "n_per_type": det.bench.n, "by": by, "baselines": baselines,
+            "best": {score: {"setting": g["setting"], "post": g["post"], "mean_auroc": g["mean"],
+                             "fourth_auroc": CRITERIA["fourth"](g)[0]}
                      for score, g in best.items()},
             "chosen": {"setting": chosen["setting"], "post": chosen["post"]},
             "grid": [{k: v for k, v in g.items() if k != "setting"} for g in grid]}
@@ -246,6 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="the benchmark reported, default 0")
     parser.add_argument("--choose_seed", type=int, default=1, help="the benchmark every setting is chosen on, default 1")
     parser.add_argument("--choose_n", type=int, default=None, help="videos per type when choosing (default --n)")
+    parser.add_argument("--choose_by", choices=tuple(CRITERIA), default="fourth",
+                        help="how settings are ranked when choosing: mean AUROC, or the fourth-best type's (default)")
     parser.add_argument("--t_start", default="50,150,300,600", help="reconstruction: comma-separated steps")
     parser.add_argument("--pred_t_start", default="400,700", help="prediction: comma-separated steps ('' for none)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps back from t_start, default 10")
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     det = Detector(args.ckpt, args.choose_n or args.n, args.choose_seed, args.steps, args.batch, device)
-    selection = choose(det, pred_t_starts, args.draws, args.pred_draws, *fore)
+    selection = choose(det, args.choose_by, pred_t_starts, args.draws, args.pred_draws, *fore)
     det.save(args.out.with_name(args.out.stem + f"_seed{det.seed}.pt"))
     det = Detector(args.ckpt, args.n, args.seed, args.steps, args.batch, device)
     results = {"checkpoint": str(args.ckpt), **report(det, selection), "chosen": selection["chosen"],

@@ -346,3 +346,20 @@ def test_the_benchmark_chooses_on_one_seed_and_reports_another_with_a_frames_mod
     assert len([g for g in out["selection"]["grid"] if g["name"].startswith("forecast")]) == 2 * 4  # C x post
     assert {"frame difference", "constant velocity"} <= set(out["rows"])
     assert all(0 <= row[k]["auroc"] <= 1 for row in out["rows"].values() for k in list(KINDS[1:]) + ["mean"])
+
+
+def test_the_benchmark_can_choose_by_the_bars_statistic_the_fourth_best_type():
+    """A row with four types at 0.95 beats one with a higher mean but three types over 0.90 under "fourth", not "mean"."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly.py"
+    spec = importlib.util.spec_from_file_location("anomaly_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    row = lambda *v: dict(zip(KINDS[1:], v)) | {"mean": sum(v) / len(v)}  # noqa: E731
+    margin = row(0.95, 0.95, 0.95, 0.95, 0.60, 0.60)  # mean 0.833, fourth-best 0.95
+    lopsided = row(0.99, 0.99, 0.99, 0.89, 0.89, 0.89)  # mean 0.940, fourth-best 0.89
+    assert benchmark.CRITERIA["fourth"](row(0.1, 0.2, 0.3, 0.4, 0.5, 0.6))[0] == 0.3
+    assert max([margin, lopsided], key=benchmark.CRITERIA["fourth"]) is margin
+    assert max([margin, lopsided], key=benchmark.CRITERIA["mean"]) is lopsided
