@@ -20,9 +20,10 @@ for each baseline its post-processing, for the diffusion detector the score, con
 the z-scores of all t_starts, "all"), the number of draws and the post-processing, each by --choose_by: the mean
 frame-level AUROC over the six types ("mean"), or the fourth-best type's AUROC, ties by the mean ("fourth", the
 default: the course's bar is AUROC >= 0.90 on four of the six types, and this is the margin by which a setting
-clears it; the mean can trade a type just over the line for gains on types far under it). The benchmark of --seed is then scored with those choices only: the per-type AUROC / AP table
-(markdown), the t_start sweep, and the other conditioning at the chosen t_start. --card writes it all, with times
-and the machine, into the checkpoint's card under "benchmark".
+clears it; the mean can trade a type just over the line for gains on types far under it). The benchmark of --seed
+is then scored with those choices only: the per-type AUROC / AP table (markdown), the t_start sweep, and the other
+conditioning at the chosen t_start. --card writes it all, with times and the machine, into the checkpoint's card
+under "benchmark".
 
 The unseen-digit row measures novelty only for a checkpoint trained without that class (`--data.classes`): the
 script takes the class the checkpoint never saw, and says so when it saw all ten.

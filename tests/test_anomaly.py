@@ -323,20 +323,26 @@ def test_shipped_detector_loads_without_pickle_and_its_card_tells_how_it_was_mad
     assert task.video_shape == (1, 8, 32, 32) and tuple(config.data["classes"]) == normal_classes(9)
 
 
-def test_the_benchmark_chooses_on_one_seed_and_reports_another_with_a_frames_model(tmp_path):
-    """benchmarks/anomaly.py end to end on a frames model trained in seconds without the 9s."""
+def _benchmark():
+    """benchmarks/anomaly.py as a module (it is a script, not part of the package)."""
     import importlib.util
     from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location("anomaly_benchmark",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_the_benchmark_chooses_on_one_seed_and_reports_another_with_a_frames_model(tmp_path):
+    """benchmarks/anomaly.py end to end on a frames model trained in seconds without the 9s."""
     from tinyvdm.train import get_preset, train
     config = get_preset("frames-tiny")
     config.out_dir, config.progress, config.steps, config.warmup = str(tmp_path / "run"), False, 2, 1
     config.data["classes"] = normal_classes(9)
     ckpt = train(config).checkpoint
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly.py"
-    spec = importlib.util.spec_from_file_location("anomaly_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = _benchmark()
     out = benchmark.main(["--ckpt", str(ckpt), "--n", "1", "--t_start", "5,20", "--pred_t_start", "99",
                           "--draws", "1", "--pred_draws", "2", "--fore_t_start", "99", "--fore_context", "2,3",
                           "--fore_draws", "1", "--steps", "2", "--threads", "1", "--out", str(tmp_path / "bench.json")])
@@ -349,14 +355,8 @@ def test_the_benchmark_chooses_on_one_seed_and_reports_another_with_a_frames_mod
 
 
 def test_the_benchmark_can_choose_by_the_bars_statistic_the_fourth_best_type():
-    """A row with four types at 0.95 beats one with a higher mean but three types over 0.90 under "fourth", not "mean"."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly.py"
-    spec = importlib.util.spec_from_file_location("anomaly_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    """Four types at 0.95 beat a higher mean with three types over 0.90 under "fourth", and not under "mean"."""
+    benchmark = _benchmark()
     row = lambda *v: dict(zip(KINDS[1:], v)) | {"mean": sum(v) / len(v)}  # noqa: E731
     margin = row(0.95, 0.95, 0.95, 0.95, 0.60, 0.60)  # mean 0.833, fourth-best 0.95
     lopsided = row(0.99, 0.99, 0.99, 0.89, 0.89, 0.89)  # mean 0.940, fourth-best 0.89
