@@ -127,9 +127,9 @@ def inject_attention(diffusion: GaussianDiffusion, net, source: torch.Tensor, so
     def both_branches(x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         x_src, x_tgt = x.chunk(2)  # (2B, …) -> (B, …) twice
         injecting = int(t[0]) > tau
-        with _hooks(layers, record) if injecting else nullcontext():
+        with qkv_hooks(layers, record) if injecting else nullcontext():
             out_src = net(x_src, t[:len(x_src)], source_cond)
-        with _hooks(layers, inject) if injecting else nullcontext():
+        with qkv_hooks(layers, inject) if injecting else nullcontext():
             out_tgt = target(x_tgt, t[len(x_src):], target_cond)
         return torch.cat([out_src, out_tgt])
 
@@ -149,7 +149,7 @@ def image_mode_denoiser(net, cross_frame: bool = False):
         if not cross_frame:
             return net(x_t, t, cond, image_mode=True)
         gather = _sparse_causal(x_t.shape[2])
-        with _hooks(layers, lambda i, q, k, v: (q, gather(k), gather(v))):
+        with qkv_hooks(layers, lambda i, q, k, v: (q, gather(k), gather(v))):
             return net(x_t, t, cond, image_mode=True)
     return model
 
@@ -286,7 +286,7 @@ def edit_scores(evaluator, videos: torch.Tensor, target: dict, digit_size: int, 
 
 
 @contextmanager
-def _hooks(layers: list[Attention], hook):
+def qkv_hooks(layers: list[Attention], hook):
     """Every layer i runs `hook(i, q, k, v)` on its attention inputs inside the block (see `Attention.qkv_hook`)."""
     for i, layer in enumerate(layers):
         layer.qkv_hook = partial(hook, i)
