@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ckpt", type=Path, default=CHECKPOINT)
     parser.add_argument("--n", type=int, default=64, help="videos per type (normal videos too), default 64")
     parser.add_argument("--seed", type=int, default=0, help="the benchmark reported, default 0")
-    parser.add_argument("--choose_seed", type=int, default=1, help="the benchmark every setting is chosen on, default 1")
+    parser.add_argument("--choose_seed", type=int, default=1,
+                        help="the benchmark every setting is chosen on, default 1")
     parser.add_argument("--choose_n", type=int, default=None, help="videos per type when choosing (default --n)")
     parser.add_argument("--choose_by", choices=tuple(CRITERIA), default="fourth",
                         help="how settings are ranked when choosing: mean AUROC, or the fourth-best type's (default)")

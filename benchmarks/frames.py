@@ -26,7 +26,8 @@ its overlap (`direction_prompts`), not the first window's caption: a digit that 
 said. --ext_resample U takes each DDIM step of a later window U times (RePaint resampling); --ext_candidates K
 draws each later window K times and keeps the one `motion_surprise` ranks lowest.
 
-    python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 --threads 1
+    python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 \
+        --threads 1
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Latent against pixel video diffusion (Video LDM), measured on the same prompts, evaluator and machine.
 
     python benchmarks/latent.py --export          # runs/autoencoder-temporal -> data/checkpoints/autoencoder.pt + card
-    python benchmarks/latent.py --parts compute,autoencoder,quality --n 256 --threads 2   # -> data/checkpoints/latent.json
+    python benchmarks/latent.py --parts compute,autoencoder,quality --n 256 --threads 2
+                                                  # -> data/checkpoints/latent.json
 
 compute      training FLOPs of one step of each run (forward and backward of the task's loss, the frozen encoder's
              forward included; torch.utils.flop_counter) times its steps; its wall time from its checkpoint (runs
@@ -88,7 +89,8 @@ def compute(args) -> dict:
 @torch.no_grad()
 def autoencoder(args, ev: Evaluator) -> dict:
     """Reconstruction of n test videos: digit accuracy, PSNR, flicker of the temporal and the per-frame decoder, from
-    the latents μ(x) and from latents perturbed frame by frame, μ(x) + σ ε (what a diffusion model's samples are like)."""
+    the latents μ(x) and from latents perturbed frame by frame, μ(x) + σ ε
+    (what a diffusion model's samples are like)."""
     ae = load_checkpoint(AUTOENCODER)[0]
     videos, _, labels = MovingMNIST(args.n, split="test", seed=args.seed).batch(range(args.n))
     digits = labels["digits"][:, 0]

@@ -44,8 +44,9 @@ def main():
         slow_videos = loop_render(ds, labels)
         slow = time.perf_counter() - t0
         same = torch.equal(videos, slow_videos)
-        print(f"{preset:8s} {n:6d} videos {tuple(videos.shape[1:])}: vectorised {fast:6.2f} s ({n / fast:8,.0f} videos/s) | "
-              f"per-video loop {slow:6.2f} s ({n / slow:6,.0f} videos/s) | speed-up x{slow / fast:5.1f} | identical: {same}")
+        print(f"{preset:8s} {n:6d} videos {tuple(videos.shape[1:])}: vectorised {fast:6.2f} s "
+              f"({n / fast:8,.0f} videos/s) | per-video loop {slow:6.2f} s ({n / slow:6,.0f} videos/s) | "
+              f"speed-up x{slow / fast:5.1f} | identical: {same}")
 
 
 if __name__ == "__main__":

@@ -51,12 +51,16 @@ def main() -> None:
         "ancestral": lambda model, steps, g: diffusion.sample(model, shape, generator=g),
         "ancestral, var=beta": lambda model, steps, g: diffusion.sample(model, shape, variance="large", generator=g),
         "DDIM (eta=0)": lambda model, steps, g: diffusion.ddim_sample(model, shape, steps, generator=g),
-        "Euler-Maruyama": lambda model, steps, g: euler_maruyama(sde, diffusion.score_fn(model), shape, steps, generator=g),
-        "predictor-corrector": lambda model, steps, g: predictor_corrector(sde, diffusion.score_fn(model), shape, steps, generator=g),
-        "PF-ODE (Heun)": lambda model, steps, g: probability_flow_ode(sde, diffusion.score_fn(model), shape, steps, generator=g),
-        "DPM-Solver++(2M)": lambda model, steps, g: dpm_solver_pp(sde, diffusion.score_fn(model), shape, steps, generator=g),
-        "SDE-DPM-Solver++(2M)": lambda model, steps, g: dpm_solver_pp(sde, diffusion.score_fn(model), shape, steps, eta=1.0,
+        "Euler-Maruyama": lambda model, steps, g: euler_maruyama(sde, diffusion.score_fn(model), shape, steps,
+                                                                 generator=g),
+        "predictor-corrector": lambda model, steps, g: predictor_corrector(sde, diffusion.score_fn(model), shape,
+                                                                           steps, generator=g),
+        "PF-ODE (Heun)": lambda model, steps, g: probability_flow_ode(sde, diffusion.score_fn(model), shape, steps,
                                                                       generator=g),
+        "DPM-Solver++(2M)": lambda model, steps, g: dpm_solver_pp(sde, diffusion.score_fn(model), shape, steps,
+                                                                  generator=g),
+        "SDE-DPM-Solver++(2M)": lambda model, steps, g: dpm_solver_pp(sde, diffusion.score_fn(model), shape, steps,
+                                                                      eta=1.0, generator=g),
     }
 
     floor = sum(mixture.moment_kl(mixture.sample(args.samples, torch.Generator().manual_seed(s))[0])

@@ -177,7 +177,8 @@ def _report(args, shape, names, live, info, times) -> dict:
             print(f"bf16 autocast: {gain:.2f}x the fp32 step speed -> {'pays' if gain > 1 else 'does not pay'} here "
                   f"(bf16 matmul is {matmul_gflops['bf16'] / matmul_gflops['fp32']:.2f}x fp32)")
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
-    return dict(shape=shape, threads=args.threads, rounds=args.rounds, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+    return dict(shape=shape, threads=args.threads, rounds=args.rounds,
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 matmul_gflops=matmul_gflops, models=rows, verdict=verdict)
 
 

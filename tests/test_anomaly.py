@@ -137,7 +137,8 @@ def test_constant_velocity_is_zero_ish_on_normal_videos_and_sees_every_teleport(
     normal, teleport = of_kind(info, "normal"), of_kind(info, "teleport")
     assert s[normal].median() < 1e-4 and s[normal].max() <= 2 * math.sqrt(2) + 0.5  # bounces: off by a step at most
     p = info["positions"]
-    uniform = ((p[:, 2:] - 2 * p[:, 1:-1] + p[:, :-2]).abs().amax(-1) == 0) & normal[:, None]  # no bounce: truly constant
+    # no bounce: truly constant
+    uniform = ((p[:, 2:] - 2 * p[:, 1:-1] + p[:, :-2]).abs().amax(-1) == 0) & normal[:, None]
     assert s[:, 2:][uniform].max() < 1  # the centroid is the centre to about a pixel
     assert auroc(s[normal | teleport], labels[normal | teleport]) > 0.9
     assert torch.allclose(centroids(videos)[normal], p[normal], atol=1.0)

@@ -124,7 +124,8 @@ def test_full_idx_files_are_used_when_present(tmp_path):
     images, labels = load_digits("test")
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(
         bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (7, 28, 28)) + images[:7].tobytes())
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + (7).to_bytes(4, "big") + labels[:7].astype(np.uint8).tobytes())
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + (7).to_bytes(4, "big") + labels[:7].astype(np.uint8).tobytes())
     got, got_labels = load_digits("test", root=tmp_path)
     assert np.array_equal(got, images[:7]) and np.array_equal(got_labels, labels[:7])
 

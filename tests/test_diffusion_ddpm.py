@@ -9,7 +9,8 @@ PREDICTIONS = ["eps", "x0", "v"]
 
 
 def oracle(diffusion, x0, prediction):
-    """A model that knows the clean x0, so it returns the exact ε, x0 or v for any x_t (written from the definitions)."""
+    """A model that knows the clean x0, so it returns the exact ε, x0 or v for any x_t
+    (written from the definitions)."""
     def model(x_t, t, cond=None):
         a = diffusion.alpha_bar[t].float()[:, None].sqrt()
         s = (1 - diffusion.alpha_bar[t].float())[:, None].sqrt()
@@ -146,7 +147,8 @@ def test_ddim_from_an_intermediate_step_runs_its_own_grid_and_a_callback_can_rep
 
 
 def test_exact_models_agree_in_every_parametrisation():
-    """ε̂, x̂0 and v̂ of the same exact denoiser are one prediction in three coordinates: DDIM gives the same samples."""
+    """ε̂, x̂0 and v̂ of the same exact denoiser are one prediction in three coordinates:
+    DDIM gives the same samples."""
     mixture = ring_mixture()
     samples = []
     for prediction in PREDICTIONS:

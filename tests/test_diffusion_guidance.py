@@ -45,8 +45,10 @@ def sde_sampler(sampler, steps):
 
 
 SAMPLERS = {  # name: (run, number of draws)
-    "ancestral": (lambda guided, cond, generator: CHAIN.sample(guided, (len(cond), 2), cond, generator=generator), N // 2),
-    "DDIM": (lambda guided, cond, generator: CHAIN.ddim_sample(guided, (len(cond), 2), 100, cond=cond, generator=generator), N),
+    "ancestral": (lambda guided, cond, generator: CHAIN.sample(guided, (len(cond), 2), cond, generator=generator),
+                  N // 2),
+    "DDIM": (lambda guided, cond, generator: CHAIN.ddim_sample(guided, (len(cond), 2), 100, cond=cond,
+                                                               generator=generator), N),
     "Euler-Maruyama": (sde_sampler(euler_maruyama, 200), N),
     "predictor-corrector": (sde_sampler(predictor_corrector, 100), N),
     "PF-ODE": (sde_sampler(probability_flow_ode, 25), N),

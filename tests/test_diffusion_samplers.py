@@ -25,7 +25,8 @@ VP, SUB_VP, VE = VPSDE(), SubVPSDE(), VESDE(sigma_min=0.01, sigma_max=10.0)
 def on_chain(sampler, prediction="eps"):
     """Run an SDE sampler on the exact denoiser of the 1000-step chain, through diffusion.sde() / score_fn."""
     diffusion = GaussianDiffusion(linear_beta_schedule(1000), prediction=prediction)
-    return lambda shape, steps, **kw: sampler(diffusion.sde(), diffusion.score_fn(MIXTURE.denoiser(diffusion)), shape, steps, **kw)
+    return lambda shape, steps, **kw: sampler(diffusion.sde(), diffusion.score_fn(MIXTURE.denoiser(diffusion)),
+                                              shape, steps, **kw)
 
 
 def exact(sampler, sde):
@@ -33,14 +34,17 @@ def exact(sampler, sde):
 
 
 SAMPLERS = {  # name: (run(shape, steps, generator=...), steps, sample count)
-    "ancestral (1000 steps)": (lambda shape, steps, **kw: CHAIN.sample(MIXTURE.denoiser(CHAIN), shape, **kw), None, 4096),
-    "DDIM eta=0": (lambda shape, steps, **kw: CHAIN.ddim_sample(MIXTURE.denoiser(CHAIN), shape, steps, **kw), 100, 8192),
+    "ancestral (1000 steps)": (lambda shape, steps, **kw: CHAIN.sample(MIXTURE.denoiser(CHAIN), shape, **kw),
+                               None, 4096),
+    "DDIM eta=0": (lambda shape, steps, **kw: CHAIN.ddim_sample(MIXTURE.denoiser(CHAIN), shape, steps, **kw),
+                   100, 8192),
     "Euler-Maruyama VP": (exact(euler_maruyama, VP), 200, 4096),
     "Euler-Maruyama sub-VP": (exact(euler_maruyama, SUB_VP), 200, 4096),
     "Euler-Maruyama VE": (exact(euler_maruyama, VE), 200, 4096),
     "Euler-Maruyama on the chain": (on_chain(euler_maruyama), 200, 4096),
     "PC reverse diffusion + Langevin VP": (exact(predictor_corrector, VP), 100, 4096),
-    "PC Euler-Maruyama + Langevin VE": (exact(lambda *a, **kw: predictor_corrector(*a, predictor="euler_maruyama", **kw), VE), 100, 4096),
+    "PC Euler-Maruyama + Langevin VE": (exact(lambda *a, **kw: predictor_corrector(*a, predictor="euler_maruyama",
+                                                                                   **kw), VE), 100, 4096),
     "PF-ODE Heun VP": (exact(probability_flow_ode, VP), 50, 8192),
     "PF-ODE Heun sub-VP": (exact(probability_flow_ode, SUB_VP), 50, 8192),
     "PF-ODE Heun VE": (exact(probability_flow_ode, VE), 50, 8192),
@@ -72,7 +76,8 @@ def test_sampler_with_the_exact_score_draws_the_mixture(name):
     run, steps, n = SAMPLERS[name]
     x = run((n, 2), steps, generator=torch.Generator().manual_seed(0))
     assert x.shape == (n, 2) and torch.isfinite(x).all()
-    assert not failures(x, n), f"{name} with {steps} steps misses the mixture's moments beyond tolerance: {failures(x, n)}"
+    assert not failures(x, n), \
+        f"{name} with {steps} steps misses the mixture's moments beyond tolerance: {failures(x, n)}"
 
 
 @pytest.mark.parametrize("name, steps", [("DDIM eta=0", 5), ("Euler-Maruyama VP", 10), ("PF-ODE Heun VP", 5),

@@ -81,6 +81,7 @@ def test_toy_mlp_training_lowers_the_loss():
     torch.manual_seed(0)
     model = ToyMLP(hidden=64)
     diffusion = GaussianDiffusion(linear_beta_schedule(1000))
-    losses = train_toy(model, diffusion, ring_mixture(), steps=300, batch_size=256, generator=torch.Generator().manual_seed(4))
+    losses = train_toy(model, diffusion, ring_mixture(), steps=300, batch_size=256,
+                       generator=torch.Generator().manual_seed(4))
     first, last = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
     assert last < 0.75 * first, f"loss went from {first:.3f} to {last:.3f}"

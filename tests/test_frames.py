@@ -1,4 +1,5 @@
-"""Frame conditioning (masked MCVD model) and longer videos (replacement vs reconstruction guidance), against the math."""
+"""Frame conditioning (masked MCVD model) and longer videos (replacement vs reconstruction guidance),
+against the math."""
 import pytest
 import torch
 from einops import einsum

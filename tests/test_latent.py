@@ -94,7 +94,8 @@ def test_a_tiny_autoencoder_run_reduces_the_reconstruction_error(autoencoder_run
     untrained = VideoAutoencoder(**autoencoder_run.config.model)
     with torch.no_grad():
         before = (untrained.decode(untrained.encode(x).mean, image_mode=True) - x).square().mean()
-        after = (autoencoder_run.model.decode(autoencoder_run.model.encode(x).mean, image_mode=True) - x).square().mean()
+        after = (autoencoder_run.model.decode(autoencoder_run.model.encode(x).mean, image_mode=True)
+                 - x).square().mean()
     assert after < 0.3 * before, f"reconstruction MSE {before:.3f} -> {after:.3f}"
 
 

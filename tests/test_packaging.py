@@ -22,7 +22,8 @@ def test_environment_yml_matches_pyproject():
         if m and m.group(1) not in ("python", "pip"):
             name = m.group(1).lower()
             listed.add(CONDA_NAMES.get(name, name))
-    assert wanted == listed, f"only in pyproject: {sorted(wanted - listed)}; only in environment.yml: {sorted(listed - wanted)}"
+    assert wanted == listed, \
+        f"only in pyproject: {sorted(wanted - listed)}; only in environment.yml: {sorted(listed - wanted)}"
 
 
 def test_setup_pins_the_cpu_torch_before_anything_else():

@@ -722,7 +722,8 @@ def make_diffusion(config: TrainConfig) -> GaussianDiffusion:
 
 
 def random_videos(data: MovingMNIST, config: TrainConfig, step: int, n: int | None = None, stream: str = "data"):
-    """`data.batch` of n (default `config.batch_size`) random indices, a pure function of (config.seed, step, stream)."""
+    """`data.batch` of n (default `config.batch_size`) random indices,
+    a pure function of (config.seed, step, stream)."""
     idx = torch.randint(len(data), (n or config.batch_size,), generator=step_generator(config.seed, step, stream))
     return data.batch(idx.tolist())
 
@@ -947,7 +948,8 @@ PRESETS: dict[str, TrainConfig] = {
         ckpt_every=10, log_every=5),
     "latent-tiny": TrainConfig(
         preset="latent-tiny", task="latent_diffusion",
-        model={**_latent_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8), "autoencoder": "runs/autoencoder-tiny/ckpt.pt"},
+        model={**_latent_unet(dim=8, dim_mults=(1, 2), heads=2, head_dim=8),
+               "autoencoder": "runs/autoencoder-tiny/ckpt.pt"},
         data=_moving_mnist(frames=4, size=16, digit_size=10),
         diffusion={"schedule": "cosine", "num_steps": 100, "prediction": "eps", "min_snr_gamma": None},
         batch_size=4, steps=10, lr=1e-3, min_lr=1e-4, warmup=2, ema_decay=0.99, out_dir="runs/latent-tiny",
@@ -984,7 +986,8 @@ PRESETS: dict[str, TrainConfig] = {
     # (16x16 tokens, the cost of t2v's frames) and 64 single frames a step, since c already places the digit.
     # 3000 steps: 20 min on two threads of the course's 2-core Xeon (0.41 s a step).
     "ssr": TrainConfig(
-        preset="ssr", task="ssr", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=4, ctx_channels=1, ctx_level=True),
+        preset="ssr", task="ssr",
+        model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=4, ctx_channels=1, ctx_level=True),
         data=_moving_mnist(frames=16, size=64, digit_size=28, speed=2),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 64},
@@ -993,7 +996,8 @@ PRESETS: dict[str, TrainConfig] = {
     # Videos only (a single frame of c says nothing about motion); 2x2 patches as in t2v. dim 24 and 3000 steps (20 min
     # on two threads): about the frames model's size and budget, so the two TSR methods (notebook 09) compare fairly.
     "tsr": TrainConfig(
-        preset="tsr", task="tsr", model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=2, ctx_channels=1, ctx_level=True),
+        preset="tsr", task="tsr",
+        model=_unet(dim=24, dim_mults=(1, 2, 4), patch_size=2, ctx_channels=1, ctx_level=True),
         data=_moving_mnist(frames=16, speed=1),
         diffusion={"schedule": "cosine", "num_steps": 1000, "prediction": "v", "min_snr_gamma": 5.0, "clip_x0": 1.0,
                    "factor": 2, "s_max": 0.5, "p_uncond": 0.1, "image_batch": 0},

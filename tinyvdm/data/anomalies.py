@@ -69,8 +69,8 @@ class AnomalyBenchmark:
                              f"got num_digits={config.num_digits}, bounce={config.bounce}, speed={config.speed}, "
                              f"frames={config.frames}")
         if config.size - config.digit_size < 2 * config.speed:
-            raise ValueError(f"expected room for the digit to move: size - digit_size >= 2 speed, got size={config.size}, "
-                             f"digit_size={config.digit_size}, speed={config.speed}")
+            raise ValueError(f"expected room for the digit to move: size - digit_size >= 2 speed, "
+                             f"got size={config.size}, digit_size={config.digit_size}, speed={config.speed}")
         self.n, self.kinds, self.unseen_digit, self.frames = n, tuple(kinds), unseen_digit, config.frames
         self.normal = np.asarray(normal_classes(unseen_digit))
         room = config.size - config.digit_size
@@ -117,7 +117,8 @@ class AnomalyBenchmark:
         onset = torch.where(is_kind["normal"], T, onset)
         labels = (t >= onset) & (t < end)  # (B, T)
         occluded = (labels & is_kind["occluder"])[:, None, :, None, None] & self._square(u(107), u(108), u(109))
-        videos = torch.where(occluded, u(106).float().view(B, 1, 1, 1, 1), videos)  # grey to white: video values in [0, 1)
+        # grey to white: video values in [0, 1)
+        videos = torch.where(occluded, u(106).float().view(B, 1, 1, 1, 1), videos)
         captions = [caption(d, r) for d, r in zip(paths["digits"].tolist(), paths["direction"].tolist())]
         info = {"kind": kind.tolist(), "onset": onset[:, 0], "end": end[:, 0], "digits": digits,
                 "positions": positions, "caption": captions}

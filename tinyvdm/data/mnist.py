@@ -37,7 +37,8 @@ def _load(split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
         return read_idx(idx[0]), read_idx(idx[1]).astype(np.int64)
     shipped = folder / f"{split}.npz"
     if not shipped.exists():
-        raise FileNotFoundError(f"no MNIST digits for split {split!r}: expected {shipped} or the IDX files {_IDX[split]} in {folder}")
+        raise FileNotFoundError(f"no MNIST digits for split {split!r}: expected {shipped} or the IDX files "
+                                f"{_IDX[split]} in {folder}")
     with np.load(shipped) as f:
         return f["images"], f["labels"].astype(np.int64)
 

@@ -134,7 +134,8 @@ class MovingMNIST(torch.utils.data.Dataset):
         return videos, captions, {k: v for k, v in labels.items() if k not in ("source", "words")}
 
     def sample_labels(self, indices) -> dict[str, torch.Tensor]:
-        """Every random choice of videos `indices`: which digits ("source" rows of `self.digits`), start, direction, caption."""
+        """Every random choice of videos `indices`:
+        which digits ("source" rows of `self.digits`), start, direction, caption."""
         c, n = self.config, self.config.num_digits
         idx = np.asarray(indices, dtype=np.uint64).reshape(-1)
         u = lambda stream: _uniform(self.seed, self.split, idx, stream)  # (B,) in [0, 1)

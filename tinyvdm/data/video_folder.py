@@ -25,7 +25,8 @@ def _av():
     try:
         import av
     except ImportError:
-        raise ImportError("VideoFolder reads videos with PyAV: pip install 'tinyvdm[video]' (or pip install av)") from None
+        raise ImportError(
+            "VideoFolder reads videos with PyAV: pip install 'tinyvdm[video]' (or pip install av)") from None
     return av
 
 

@@ -13,14 +13,16 @@ def per_sample(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def randn(shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device (so a seed means the same noise), then moved to `device`."""
+    """Standard normal noise drawn on the generator's device (so a seed means the same noise),
+    then moved to `device`."""
     source = generator.device if generator is not None else torch.device("cpu")
     noise = torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype)
     return noise.to(device if device is not None else source)
 
 
 def checked_call(fn, x: torch.Tensor, *args) -> torch.Tensor:
-    """fn(x, *args), failing early unless the output has x's shape (a denoiser or score predicts one value per entry)."""
+    """fn(x, *args), failing early unless the output has x's shape
+    (a denoiser or score predicts one value per entry)."""
     out = fn(x, *args)
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -82,7 +82,8 @@ class GaussianDiffusion:
         return put_back
 
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
-        """q(x_{t−1} | x_t, x_0) = N(μ̃, β̃_t I) with μ̃ = √ᾱ_{t−1} β_t / (1 − ᾱ_t) x_0 + √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) x_t.
+        """q(x_{t−1} | x_t, x_0) = N(μ̃, β̃_t I) with
+        μ̃ = √ᾱ_{t−1} β_t / (1 − ᾱ_t) x_0 + √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) x_t.
 
         Returns (mean, variance, log_variance); variance and log_variance are shaped (B, 1, …, 1)   (DDPM eqs. 6-7).
         """
@@ -167,7 +168,8 @@ class GaussianDiffusion:
                 callback(i - 1, x)
         return x
 
-    def ddim_sample(self, model, shape, steps: int = 50, eta: float = 0.0, cond=None, *, x_T: torch.Tensor | None = None,
+    def ddim_sample(self, model, shape, steps: int = 50, eta: float = 0.0, cond=None, *,
+                    x_T: torch.Tensor | None = None,
                     t_start: int | None = None, generator: torch.Generator | None = None, device=None,
                     progress: bool = False, callback=None, resample: int = 1) -> torch.Tensor:
         """DDIM on `steps` steps t_start = τ_0 > … > τ_{S−1} = 0, spaced quadratically (see `DiscreteVPSDE.timesteps`):

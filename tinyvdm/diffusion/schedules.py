@@ -37,7 +37,8 @@ def sigmoid_beta_schedule(num_steps: int = 1000, start: float = -3.0, end: float
     """β_t from ᾱ(τ) = (σ(end/τ_s) − σ((τ (end − start) + start) / τ_s)) / (σ(end/τ_s) − σ(start/τ_s)), τ_s = `tau`."""
     _check_num_steps(num_steps)
     t = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
-    lo, hi = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64)), torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
+    lo, hi = (torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64)),
+              torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64)))
     f = (hi - torch.sigmoid((t * (end - start) + start) / tau)) / (hi - lo)
     return _betas_from_alpha_bar(f, max_beta)
 
@@ -63,7 +64,8 @@ def time_to_step(t: torch.Tensor, num_steps: int) -> torch.Tensor:
     step = position.round()
     if (position - step).abs().max() > 1e-3 or step.min() < 0 or step.max() > num_steps - 1:
         raise ValueError(f"expected times on the grid (step + 1) / {num_steps} of a {num_steps}-step chain, "
-                         f"got t in [{t.min().item():.6g}, {t.max().item():.6g}] with an off-grid or out-of-range value")
+                         f"got t in [{t.min().item():.6g}, {t.max().item():.6g}] "
+                         f"with an off-grid or out-of-range value")
     return step.long()
 
 

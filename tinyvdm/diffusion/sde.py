@@ -51,7 +51,8 @@ class SDE(ABC):
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, prior_std² I) per sample, shape (B,)."""
         d = z[0].numel()
-        return -0.5 * (z.flatten(1) ** 2).sum(1) / self.prior_std ** 2 - d * math.log(self.prior_std * math.sqrt(2 * math.pi))
+        return (-0.5 * (z.flatten(1) ** 2).sum(1) / self.prior_std ** 2
+                - d * math.log(self.prior_std * math.sqrt(2 * math.pi)))
 
     def reverse(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor, probability_flow: bool = False):
         """(drift, diffusion) of the reverse-time SDE f − g² s, g — or of the probability-flow ODE f − ½ g² s, 0."""
@@ -81,7 +82,8 @@ class SDE(ABC):
             got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"expected float times t of shape (B,), got {got}")
         if t.min() < 0 or t.max() > self.T:
-            raise ValueError(f"expected times t in [0, {self.T}], got values in [{t.min().item():.4g}, {t.max().item():.4g}]")
+            raise ValueError(f"expected times t in [0, {self.T}], "
+                             f"got values in [{t.min().item():.4g}, {t.max().item():.4g}]")
         return t
 
 

@@ -109,7 +109,8 @@ class GaussianMixture(AnalyticData):
         log_joint, y, shrink = self._components(x, alpha, sigma, cond)
         # Σ_k p(k | x_t) E[x_0 | x_t, k],  E[x_0 | x_t, k] = μ_k + U_k diag(α λ / (α² λ + σ²)) U_kᵀ (x_t − α μ_k)
         r = log_joint.softmax(0)  # (K, B)
-        x0 = einsum(self.means.to(x.dtype), r, "k i, k b -> i b") + (self.eigenvectors.to(x.dtype) @ (y * shrink * r[:, None])).sum(0)
+        x0 = (einsum(self.means.to(x.dtype), r, "k i, k b -> i b")
+              + (self.eigenvectors.to(x.dtype) @ (y * shrink * r[:, None])).sum(0))
         return rearrange(x0, "i b -> b i")
 
     def moments(self, x: torch.Tensor, cond: int | None = None):
@@ -150,7 +151,8 @@ class GaussianMixture(AnalyticData):
         w, w_hat = true_weights[keep], weights[keep]
         precision = torch.linalg.inv(self.covs[keep])
         diff = (means - self.means)[keep]
-        gauss_kl = 0.5 * (einsum(precision, covs[keep], "k i j, k j i -> k") + einsum(diff, precision, diff, "k i, k i j, k j -> k")
+        gauss_kl = 0.5 * (einsum(precision, covs[keep], "k i j, k j i -> k")
+                          + einsum(diff, precision, diff, "k i, k i j, k j -> k")
                           - self.dim + torch.logdet(self.covs[keep]) - torch.logdet(covs[keep]))
         return ((w_hat * (w_hat.clamp(min=1e-12) / w).log()).sum() + (w * gauss_kl).sum()).item()
 
@@ -196,8 +198,10 @@ class GaussianMixture(AnalyticData):
         return cond
 
     def _noise_level(self, x, alpha, sigma):
-        alpha = torch.ones(len(x), dtype=torch.float64) if alpha is None else torch.as_tensor(alpha, dtype=torch.float64).expand(len(x))
-        sigma = torch.zeros(len(x), dtype=torch.float64) if sigma is None else torch.as_tensor(sigma, dtype=torch.float64).expand(len(x))
+        alpha = (torch.ones(len(x), dtype=torch.float64) if alpha is None
+                 else torch.as_tensor(alpha, dtype=torch.float64).expand(len(x)))
+        sigma = (torch.zeros(len(x), dtype=torch.float64) if sigma is None
+                 else torch.as_tensor(sigma, dtype=torch.float64).expand(len(x)))
         return alpha, sigma
 
 
@@ -213,7 +217,8 @@ def ring_mixture() -> GaussianMixture:
     angles = torch.arange(6, dtype=torch.float64) * math.pi / 3
     radial = torch.tensor([0.08, 0.12, 0.06, 0.10, 0.07, 0.11], dtype=torch.float64)
     tangential = torch.tensor([0.25, 0.18, 0.30, 0.20, 0.22, 0.15], dtype=torch.float64)
-    rotation = torch.stack([torch.stack([angles.cos(), -angles.sin()], -1), torch.stack([angles.sin(), angles.cos()], -1)], -2)
+    rotation = torch.stack([torch.stack([angles.cos(), -angles.sin()], -1),
+                            torch.stack([angles.sin(), angles.cos()], -1)], -2)
     covs = rotation @ torch.diag_embed(torch.stack([radial, tangential], -1) ** 2) @ rotation.transpose(-1, -2)
     means = 1.2 * torch.stack([angles.cos(), angles.sin()], -1)
     return GaussianMixture([0.25, 0.10, 0.20, 0.15, 0.20, 0.10], means, covs, labels=[0, 0, 1, 1, 2, 2])

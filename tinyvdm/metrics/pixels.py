@@ -52,7 +52,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
 
 
 def patch_features(videos: torch.Tensor, frames: int = 2, size: int = 8) -> torch.Tensor:
-    """Non-overlapping space-time patches (frames × size × size) of videos (B, C, T, H, W) as rows (N, C·frames·size²)."""
+    """Non-overlapping space-time patches (frames × size × size) of videos (B, C, T, H, W)
+    as rows (N, C·frames·size²)."""
     if videos.ndim != 5 or videos.shape[2] < frames or min(videos.shape[3:]) < size:
         raise ValueError(f"expected videos (B, C, T, H, W) with T >= {frames} and H, W >= {size}, "
                          f"got {tuple(videos.shape)}")

@@ -67,7 +67,8 @@ class Tokenizer:
 class TextEncoder(nn.Module):
     """Token ids (B, L) -> contextual embeddings (B, L, dim); position 0 ([CLS]) is the pooled vector."""
 
-    def __init__(self, vocab_size: int, dim: int = 64, depth: int = 2, heads: int = 4, max_len: int = 16, pad_id: int = 0):
+    def __init__(self, vocab_size: int, dim: int = 64, depth: int = 2, heads: int = 4, max_len: int = 16,
+                 pad_id: int = 0):
         super().__init__()
         self.pad_id = pad_id
         self.token = nn.Embedding(vocab_size, dim)

@@ -74,7 +74,8 @@ class UNet3D(nn.Module):
         else:
             blocks = (num_res_blocks,) * len(dim_mults) if isinstance(num_res_blocks, int) else tuple(num_res_blocks)
         if len(blocks) != len(dim_mults) or min(blocks) < 1:
-            raise ValueError(f"num_res_blocks must be >= 1 per level of dim_mults {tuple(dim_mults)}, got {num_res_blocks}")
+            raise ValueError(f"num_res_blocks must be >= 1 per level of dim_mults {tuple(dim_mults)}, "
+                             f"got {num_res_blocks}")
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.temporal_attention, self.cond_dim, self.time_scale = temporal_attention, cond_dim, time_scale
         if ctx_channels < 0:

@@ -55,7 +55,8 @@ CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "ano
 def reconstruction_scores(diffusion: GaussianDiffusion, model, videos: torch.Tensor, t_start: int, steps: int = 10,
                           draws: int = 1, cond=None, generator: torch.Generator | None = None,
                           return_frames: bool = False):
-    """s (B, T): each frame's squared error after noising to step `t_start` and `steps` DDIM steps back, mean of `draws`.
+    """s (B, T): each frame's squared error after noising to step `t_start` and `steps` DDIM steps back,
+    mean of `draws`.
 
     `model(x_t, t, cond)` is any denoiser of the chain; `cond` (B, …) is repeated for the draws (a caption-conditioned
     model runs unconditionally with cond=None, or with the videos' captions; a frame-conditioned one with no frame
@@ -153,7 +154,8 @@ def constant_velocity_scores(videos: torch.Tensor, digit_size: int = 14) -> torc
 
 
 def centroids(videos: torch.Tensor) -> torch.Tensor:
-    """Intensity-weighted centre (y, x) in pixels of each frame, (B, T, 2), intensity = (x + 1) / 2 of the channel mean."""
+    """Intensity-weighted centre (y, x) in pixels of each frame, (B, T, 2),
+    intensity = (x + 1) / 2 of the channel mean."""
     w = reduce((videos + 1) / 2, "b c t h w -> b t h w", "mean").clamp(min=0)
     H, W = w.shape[-2:]
     mass = w.sum((-2, -1)).clamp(min=1e-8)

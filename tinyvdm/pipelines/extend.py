@@ -10,7 +10,8 @@ and at the end x^a itself. With nothing else this is the *replacement method*: z
 what the model makes of z^a, and the paper shows the result to be incoherent. *Reconstruction guidance* also
 moves x̂^b towards the x^b that would make the model reconstruct x^a:
 
-    E[x^b | z_t, x^a] = E[x^b | z_t] + (σ_t² / α_t) ∇_{z_t^b} log q(x^a | z_t),   q(x^a | z_t) ≈ N(x̂^a(z_t), σ_t²/α_t² I)
+    E[x^b | z_t, x^a] = E[x^b | z_t] + (σ_t² / α_t) ∇_{z_t^b} log q(x^a | z_t),
+                        q(x^a | z_t) ≈ N(x̂^a(z_t), σ_t²/α_t² I)
 
     x̃^b(z_t) = x̂^b(z_t) − (w_r α_t / 2) ∇_{z_t^b} ‖x^a − x̂^a(z_t)‖²
 
@@ -47,7 +48,8 @@ def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int
            null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
            prompt_fn=None, eta: float = 0.0, resample: int = 1, candidates: int = 1, select=None) -> torch.Tensor:
     """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
-    each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser of the chain;
+    each later one overlapping the video so far by its last `overlap` frames.
+    `model(x_t, t, cond)` is any denoiser of the chain;
     with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none).
     `prompt_fn(overlap_frames, cond) -> cond`, if given, makes each later window's cond from its known frames
     (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`). `eta`: DDIM's η for every

@@ -95,7 +95,8 @@ class Interpolation:
 
 
 def predict(diffusion: GaussianDiffusion, model, context: torch.Tensor, frames: int, **kwargs) -> torch.Tensor:
-    """Future prediction: the first S frames `context` (B, C, S, H, W) -> videos (B, C, frames, H, W) that start with them.
+    """Future prediction: the first S frames `context` (B, C, S, H, W) -> videos (B, C, frames, H, W)
+    that start with them.
 
     S = 1 is image-to-video.
     """

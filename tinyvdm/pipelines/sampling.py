@@ -29,7 +29,8 @@ def sample(diffusion: GaussianDiffusion, model, shape, sampler: str = "dpmpp", s
     if guidance != 1.0 and cond is not None and null_cond is None:
         raise ValueError("guidance needs null_cond, the condition that means 'no condition'")
     counted = NFECounter(model)
-    denoiser = classifier_free_guidance(counted, guidance, null_cond) if guidance != 1.0 and cond is not None else counted
+    denoiser = (classifier_free_guidance(counted, guidance, null_cond) if guidance != 1.0 and cond is not None
+                else counted)
     kwargs = dict(generator=generator, device=device, progress=progress)
     if sampler == "ancestral":
         x = diffusion.sample(denoiser, shape, cond, **kwargs)

@@ -33,7 +33,8 @@ class TextToVideoNet(nn.Module):
     def __init__(self, text_dim: int = 64, text_depth: int = 2, max_len: int = 16, **unet):
         super().__init__()
         self.tokenizer = Tokenizer(max_len=max_len)
-        self.encoder = TextEncoder(len(self.tokenizer), text_dim, text_depth, max_len=max_len, pad_id=self.tokenizer.pad)
+        self.encoder = TextEncoder(len(self.tokenizer), text_dim, text_depth, max_len=max_len,
+                                   pad_id=self.tokenizer.pad)
         self.unet = UNet3D(cond_dim=text_dim, **unet)
         self.register_buffer("null_ids", self.tokenizer("")[0], persistent=False)  # ∅: the empty prompt
 
