@@ -48,9 +48,8 @@ def extend(diffusion: GaussianDiffusion, model, video: torch.Tensor, length: int
            null_cond=None, generator: torch.Generator | None = None, progress: bool = False,
            prompt_fn=None, eta: float = 0.0, resample: int = 1, candidates: int = 1, select=None) -> torch.Tensor:
     """video (B, C, W, H, W) -> (B, C, length, H, W) in windows of W frames (the model's; video is the first),
-    each later one overlapping the video so far by its last `overlap` frames.
-    `model(x_t, t, cond)` is any denoiser of the chain;
-    with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond` meaning none).
+    each later one overlapping the video so far by its last `overlap` frames. `model(x_t, t, cond)` is any denoiser
+    of the chain; with `guidance` ≠ 1 it is steered by classifier-free guidance towards `cond` (`null_cond`: none).
     `prompt_fn(overlap_frames, cond) -> cond`, if given, makes each later window's cond from its known frames
     (B, C, overlap, H, W) and the previous window's cond (e.g. `direction_prompts`). `eta`: DDIM's η for every
     window (0: deterministic; 1: fresh noise at every step, as the ancestral chain). `resample`: each DDIM step taken
