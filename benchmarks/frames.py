@@ -24,7 +24,8 @@ real videos at 2 px per frame, --length frames long, cut into the same windows: 
 --recaption each later window of both methods is prompted with the first window's digit and the direction read from
 its overlap (`direction_prompts`), not the first window's caption: a digit that bounced moves another way than it
 said. --ext_resample U takes each DDIM step of a later window U times (RePaint resampling); --ext_candidates K
-draws each later window K times and keeps the one `motion_surprise` ranks lowest.
+draws each later window K times and keeps the one `motion_surprise` ranks lowest. --t2v takes another text-to-video
+checkpoint for the windows, e.g. one trained longer (`train --preset t2v --init_from data/checkpoints/t2v.pt`).
 
     python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 \
         --threads 1
@@ -80,7 +81,7 @@ def interpolation(args, device) -> dict:
 @torch.no_grad()
 def extension(args, device) -> dict:
     """Reconstruction guidance (each w_r) against replacement, at --length frames, read by the evaluator."""
-    t2v = TextToVideo.load(device=str(device))
+    t2v = TextToVideo.load(args.t2v, device=str(device))
     ev = Evaluator.load(device=device)
     window = t2v.video_shape[1]
     prompts, labels = caption_prompts(args.ext_n, seed=args.seed)
@@ -109,7 +110,8 @@ def extension(args, device) -> dict:
         rows[name] = scores(ev, videos, window, args.overlap, labels["digit"]) | {
             "seconds_per_video": (time.perf_counter() - began) / args.ext_n}
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
-    return {"n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap, "guidance": guidance,
+    return {"t2v": str(args.t2v), "n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap,
+            "guidance": guidance,
             "ext_guidance": ext_guidance, "eta": args.ext_eta, "resample": args.ext_resample,
             "candidates": args.ext_candidates,
             "steps": args.ext_steps, "recaption": args.recaption, "boundary_frames": [s + args.overlap for s in
@@ -175,7 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--weights", type=numbers(float), default=[4.0, 8.0, 16.0], help="reconstruction guidance w_r")
     parser.add_argument("--methods", type=numbers(str), default=["replacement", "guidance"],
                         help="extension methods to run (guidance: at each of --weights)")
-    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the card's)")
+    parser.add_argument("--t2v", type=Path, default=T2V_CHECKPOINT,
+                        help="the text-to-video checkpoint that makes the windows (default: the shipped one)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance (default: the card's beside --t2v, 3 without one)")
     parser.add_argument("--ext_guidance", type=float, default=None,
                         help="classifier-free guidance of the later windows (default: --guidance)")
     parser.add_argument("--ext_eta", type=float, default=0.0, help="DDIM eta of the later windows")
