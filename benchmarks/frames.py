@@ -17,7 +17,8 @@ the captions of ext_n test videos, then extends it to --length frames (4x its le
 window overlapping the video by --overlap frames, by reconstruction guidance at each weight w_r of --weights and by
 the replacement method, from the same first windows and noise. The evaluator reads the digit centres; at each
 boundary k (window k's first new frame), `boundary_scores`: consistent (one bouncing motion fits windows k − 1 and
-k within 1 px RMS: direction and speed kept), span_error (that RMS), turn (the centre's velocity jump, pixels)
+k within 1 px RMS: direction and speed kept), span_error (that RMS), direction_kept (the lenient reading: the new
+frames step the way window k − 1's motion continues, speed aside), turn (the centre's velocity jump, pixels)
 against turn_within (the same inside windows). consistent_upto[k]: videos consistent at every boundary up to k, as a
 function of length (frames[k]). identity: the new frames that show the first window's digit. The "real" row reads
 real videos at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. With
@@ -130,6 +131,8 @@ def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int, digit
             "consistent_upto": consistent.cummin(1).values.float().mean(0).tolist(),
             "consistent": consistent.float().mean(0).tolist(),
             "span_error": b["span_error"].mean(0).tolist(),
+            "direction_kept_all": b["direction_kept"].all(1).float().mean().item(),
+            "direction_kept": b["direction_kept"].float().mean(0).tolist(),
             "turn": b["turn"].mean(0).tolist(), "turn_boundary": b["turn"].mean().item(),
             "turn_within": b["turn_within"].mean().item(),
             "identity": (read["frame_digits"][:, window:] == first_digit[:, None]).float().mean().item()} | \
@@ -151,10 +154,12 @@ def table(results: dict) -> str:
                   f"the least surprising of {ext.get('candidates', 1)} kept), "
                   f"guidance {ext['guidance']:g} (later windows {later:g}), "
                   f"recaption {ext['recaption']} (boundaries at frames {ext['boundary_frames']}):", "",
-                  "| method | consistent at every boundary | consistent per boundary | turn at boundaries | "
-                  "turn within windows | identity | prompt's digit |", "|---|---|---|---|---|---|---|"]
+                  "| method | consistent at every boundary | consistent per boundary | direction kept at every "
+                  "boundary | turn at boundaries | turn within windows | identity | prompt's digit |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {k} | {r['consistent_all']:.3f} | {sum(r['consistent']) / len(r['consistent']):.3f} | "
-                  f"{r['turn_boundary']:.2f} | {r['turn_within']:.2f} | {r['identity']:.3f} | "
+                  f"{r['direction_kept_all']:.3f} | {r['turn_boundary']:.2f} | {r['turn_within']:.2f} | "
+                  f"{r['identity']:.3f} | "
                   f"{r.get('prompt_digit', float('nan')):.3f} |" for k, r in ext["rows"].items() if "consistent" in r]
         if "first window" in ext["rows"]:
             lines += ["", f"first window: prompt's digit {ext['rows']['first window']['prompt_digit']:.3f}"]

@@ -46,19 +46,23 @@ def test_fit_reads_the_visible_direction_of_every_true_trajectory():
 
 @pytest.mark.parametrize("speed, T", [(1.0, 8), (3.0, 5), (1.5, 16)])
 def test_fit_recovers_bounces_at_other_speeds_and_lengths(speed, T):
-    """Trajectories from the closed form with starts off the walls: direction, speed and the path come back."""
+    """Trajectories from the closed form with starts off the walls: direction, speed and the path come back, and
+    the fitted motion continued 6 frames (`horizon`) is where the digit goes next."""
     g = torch.Generator().manual_seed(int(speed * 10) + T)
     B, lo, L = 400, 6.5, 18.0
     direction = torch.randint(8, (B,), generator=g)
     step = torch.tensor(STEPS, dtype=torch.float64)[direction]  # (B, 2)
     start = lo + 1 + torch.rand(B, 2, generator=g, dtype=torch.float64) * (L - 2)  # centres at least 1 px from walls
     z0 = torch.where(step < 0, 2 * L - (start - lo), start - lo)  # unfolded start moving towards -y / -x
-    axes = [triangle_wave(z0[:, a], speed * step[:, a].abs(), T, lo, L) for a in (0, 1)]
-    positions = torch.stack(axes, -1)  # (B, T, 2)
+    axes = [triangle_wave(z0[:, a], speed * step[:, a].abs(), T + 6, lo, L) for a in (0, 1)]
+    positions, later = torch.stack(axes, -1).split([T, 6], 1)  # (B, T, 2), (B, 6, 2)
     fit = fit_bouncing_motion(positions)
     assert torch.equal(fit["direction"], direction)
     assert torch.allclose(fit["speed"], torch.full((B,), speed))
     assert (fit["fit"] - positions).abs().max() < 0.2 and fit["error"].max() < 0.2  # the start grid is 0.25 px
+    continued = fit_bouncing_motion(positions, horizon=6)["fit"]
+    assert continued.shape == (B, T + 6, 2) and torch.equal(continued[:, :T], fit["fit"])
+    assert (continued[:, T:] - later).abs().max() < 0.2
 
 
 def test_fit_tolerates_reading_noise():

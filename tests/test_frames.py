@@ -276,6 +276,24 @@ def test_boundary_scores_see_a_reversal_at_a_boundary_and_nothing_in_a_real_vide
     scores = boundary_scores(broken, window=8, overlap=4)
     assert not scores["consistent"][:, 1].any() and scores["consistent"][:, 0].all()
     assert (scores["turn"][:, 1] > real["turn"][:, 1] + 1).all()
+    assert real["direction_kept"].all() and scores["direction_kept"][:, 0].all()
+    assert not scores["direction_kept"][:, 1].any()
+
+
+def test_direction_kept_forgives_a_change_of_speed_and_not_a_turn_aside():
+    """16 frames in two windows of 8 (boundaries at frames 8 and 12), the digit moving right at 1 px a frame: from
+    frame 12 on it speeds up to 3 px a frame (one motion no longer fits, the direction is kept), or stops and moves
+    down instead (neither)."""
+    t = torch.arange(16.0)
+    y, x = torch.full((16,), 12.0), 8 + t
+    fast, down = x.clone(), y.clone()
+    fast[12:] = x[11] + 3 * (t[12:] - 11)
+    down[12:] = y[11] + (t[12:] - 11)
+    stopped = torch.where(t < 12, x, x[11])
+    paths = torch.stack([torch.stack(p, -1) for p in ((y, x), (y, fast), (down, stopped))])  # (3, 16, 2)
+    scores = boundary_scores(paths, window=8, overlap=4)
+    assert scores["consistent"].tolist() == [[True, True], [True, False], [True, False]]
+    assert scores["direction_kept"].tolist() == [[True, True], [True, True], [True, False]]
 
 
 @pytest.mark.parametrize("overlap", [3, 4])

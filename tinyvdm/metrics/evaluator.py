@@ -238,7 +238,7 @@ def score_readings(readings: dict[str, torch.Tensor], digits=None, directions=No
 
 
 def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int = SIZE,
-                        speeds: torch.Tensor = SPEEDS) -> dict[str, torch.Tensor]:
+                        speeds: torch.Tensor = SPEEDS, horizon: int = 0) -> dict[str, torch.Tensor]:
     """The bouncing constant-velocity motion closest (least squares) to centres `positions` (B, T, 2).
 
     Each axis follows p(t) = lo + L - |L - ((z0 + s t) mod 2L)|, a triangle wave between the walls
@@ -250,7 +250,8 @@ def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int
     as moving away.
 
     Returns direction (B,) index into DIRECTIONS (the initial one), speed (B,) pixels per frame,
-    error (B,) RMS distance in pixels, and fit (B, T, 2) the fitted trajectory.
+    error (B,) RMS distance in pixels, and fit (B, T + horizon, 2) the fitted trajectory, continued `horizon`
+    frames past the last one.
     """
     if positions.dim() != 3 or positions.shape[-1] != 2 or positions.shape[1] < 2:
         raise ValueError(f"expected positions (B, T, 2) with T >= 2, got {tuple(positions.shape)}")
@@ -277,8 +278,9 @@ def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int
     moves = torch.stack([pattern != 2, pattern != 1], -1)  # (B, 2) which axes move
     step = torch.where(moves, sign, 0)  # (B, 2) (dy, dx)
     direction = _DIRECTION_OF_STEP[(step[:, 0] + 1) * 3 + step[:, 1] + 1]
-    fit = rearrange(paths[k[:, None].expand(B, 2), z_index], "b a t -> b t a")  # (B, T, 2)
-    fit = torch.where(moves[:, None], fit, p.mean(1, keepdim=True))
+    t = torch.arange(T + horizon, dtype=torch.float64)
+    fit = lo + L - (L - torch.remainder(z0[z_index][..., None] + s[k][:, None, None] * t, 2 * L)).abs()  # (B, 2, T')
+    fit = torch.where(moves[:, None], rearrange(fit, "b a t -> b t a"), p.mean(1, keepdim=True))
     error = (total.flatten(1)[rows, best] / (2 * T)).sqrt()
     return {"direction": direction, "speed": torch.where(moves.any(-1), s[k], 0.0).float(),
             "error": error.float(), "fit": fit.float()}

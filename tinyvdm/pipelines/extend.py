@@ -211,6 +211,10 @@ def boundary_scores(positions: torch.Tensor, window: int, overlap: int, tol: flo
     consistent (B, K): one bouncing constant-velocity motion (`fit_bouncing_motion`) fits windows k − 1 and k together
     to within `tol` pixels RMS (span_error (B, K): that RMS): the digit keeps its direction and speed across the
     boundary, bounces aside.
+    direction_kept (B, K): the lenient reading, direction only. Window k − 1's fitted motion, continued past b, says
+    which way (±, bounces followed) each axis steps over window k's new frames; the digit keeps its direction if on
+    every axis that moves its steps there, signed by that way, average above 0, and on an axis it leaves still they
+    average under half its speed. A turn back or aside breaks it; a change of speed or a wobble does not.
     turn (B, K): ‖a_t‖ = ‖c_{t+1} − 2 c_t + c_{t−1}‖ over the two steps around b (t = b − 1, b): the jump of the
     centre's velocity; turn_within (B,): ‖a_t‖ at every other frame (0 for constant velocity; bounces turn too).
     """
@@ -224,10 +228,19 @@ def boundary_scores(positions: torch.Tensor, window: int, overlap: int, tol: flo
     firsts = [s + overlap for s in starts[1:] if s + overlap <= T - 2]
     spans = [positions[:, s:s + window + (window - overlap)] for s in starts[:len(firsts)]]
     error = torch.stack([fit_bouncing_motion(p, digit_size)["error"] for p in spans], 1)
+    kept = []
+    for s, b in zip(starts, firsts):  # window k − 1 = frames s … b − 1
+        new = min(window - overlap, T - b)
+        before = fit_bouncing_motion(positions[:, s:b], digit_size, horizon=new)
+        way = before["fit"][:, b - s - 1:].diff(dim=1).sign()  # (B, new, 2): its steps from b − 1 on
+        step = positions[:, b - 1:b + new].diff(dim=1)
+        moves = way.abs().sum(1) > 0  # (B, 2)
+        along = (step * way).sum(1) / way.abs().sum(1).clamp(min=1)
+        kept.append(torch.where(moves, along > 0, step.mean(1).abs() < before["speed"][:, None] / 2).all(1))
     a = (positions[:, 2:] - 2 * positions[:, 1:-1] + positions[:, :-2]).norm(dim=-1)  # (B, T − 2): a_t at t = 1 …
     inside = torch.ones(T - 2, dtype=torch.bool)
     for b in firsts:
         inside[b - 2:b] = False
-    return {"consistent": error <= tol, "span_error": error,
+    return {"consistent": error <= tol, "span_error": error, "direction_kept": torch.stack(kept, 1),
             "turn": torch.stack([a[:, b - 2:b].mean(1) for b in firsts], 1),
             "turn_within": a[:, inside].mean(1)}
