@@ -40,16 +40,18 @@ from tinyvdm.pipelines.editing import EDITS, VideoEditor, edit_prompts, edit_sco
 from tinyvdm.pipelines.t2v import CHECKPOINT, TextToVideo
 
 RESULTS = CHECKPOINT.parent / "editing.json"
+METHODS = ("sdedit", "inversion", "frames")  # SDEdit of the video, inversion + injection, frame by frame
 
 
 def methods(editor: VideoEditor, args, edit: str) -> dict:
-    """name -> edit(videos, source_prompts, target_prompts)."""
+    """name -> edit(videos, source_prompts, target_prompts), for the families in `args.methods`."""
     n = editor.t2v.diffusion.num_steps
-    found = {f"sdedit s={s}": lambda v, src, tgt, s=s: editor.sdedit(v, tgt, s, args.steps) for s in args.strengths}
-    for f in args.taus if edit in args.inversion_edits else ():
+    found = {f"sdedit s={s}": lambda v, src, tgt, s=s: editor.sdedit(v, tgt, s, args.steps)
+             for s in (args.strengths if "sdedit" in args.methods else ())}
+    for f in args.taus if edit in args.inversion_edits and "inversion" in args.methods else ():
         tau = max(round(f * n) - 1, -1)
         found[f"inversion τ={tau}"] = lambda v, src, tgt, tau=tau: editor.inject(v, src, tgt, tau, args.steps)[0]
-    for mode in ("per_frame", "cross_frame"):
+    for mode in ("per_frame", "cross_frame") if "frames" in args.methods else ():
         for warp in (False, True):
             found[f"{mode} s={args.frame_strength}" + (", warped noise" if warp else "")] = (
                 lambda v, src, tgt, mode=mode, warp=warp: editor.sdedit(v, tgt, args.frame_strength, args.steps,
@@ -59,7 +61,7 @@ def methods(editor: VideoEditor, args, edit: str) -> dict:
 
 def run(args, save=lambda results: None) -> dict:
     device = torch.device(args.device)
-    editor = VideoEditor(TextToVideo.load(device=str(device)))
+    editor = VideoEditor(TextToVideo.load(args.t2v, device=str(device)), args.guidance)
     ev = Evaluator.load(device=device)
     data = MovingMNIST(args.n, split="test", seed=args.seed)
     videos, _, labels = data.batch(range(args.n))
@@ -68,7 +70,8 @@ def run(args, save=lambda results: None) -> dict:
     kept = json.loads(args.out.read_text()) if args.out.exists() else {}
     rows = [] if "edits" in args.parts else kept.get("rows", [])
     recon = [] if "reconstruction" in args.parts else kept.get("reconstruction", [])
-    results = {"n": args.n, "split": "test", "seed": args.seed, "steps": args.steps, "guidance": editor.guidance,
+    results = {"t2v": str(args.t2v), "n": args.n, "split": "test", "seed": args.seed, "steps": args.steps,
+               "guidance": editor.guidance,
                "machine": describe(device), "rows": rows, "reconstruction": recon, "recon_n": args.recon_n}
     for edit in EDITS if "edits" in args.parts else ():
         target = edit_targets(labels, edit, data.config, args.seed)
@@ -108,6 +111,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="source videos per edit")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps (of a whole run; SDEdit runs strength·steps)")
+    parser.add_argument("--t2v", type=Path, default=CHECKPOINT,
+                        help="the text-to-video checkpoint that edits (e.g. one with attention on finer tokens)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance (default: the card's beside --t2v, 3 without one)")
+    parser.add_argument("--methods", type=numbers(str), default=list(METHODS),
+                        help=f"the edit families to run, of {','.join(METHODS)}")
     parser.add_argument("--strengths", type=numbers(float), default=[0.5, 0.7, 0.9])
     parser.add_argument("--taus", type=numbers(float), default=[1.0, 0.7, 0.4],
                         help="inject while t > τ = round(f·N) − 1, for each f (1.0: no injection)")
@@ -124,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if not set(args.methods) <= set(METHODS):
+        parser.error(f"--methods takes {','.join(METHODS)}, got {','.join(args.methods)}")
     torch.set_num_threads(args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = run(args, save=lambda results: args.out.write_text(json.dumps(results, indent=2) + "\n"))
