@@ -71,8 +71,8 @@ def run(args, save=lambda results: None) -> dict:
     rows = [] if "edits" in args.parts else kept.get("rows", [])
     recon = [] if "reconstruction" in args.parts else kept.get("reconstruction", [])
     results = {"t2v": str(args.t2v), "n": args.n, "split": "test", "seed": args.seed, "steps": args.steps,
-               "guidance": editor.guidance,
-               "machine": describe(device), "rows": rows, "reconstruction": recon, "recon_n": args.recon_n}
+               "guidance": editor.guidance, "machine": describe(device), "rows": rows, "reconstruction": recon,
+               "recon_n": args.recon_n}
     for edit in EDITS if "edits" in args.parts else ():
         target = edit_targets(labels, edit, data.config, args.seed)
         target_prompts = edit_prompts(target["digit"], target["direction"])

@@ -112,11 +112,9 @@ def extension(args, device) -> dict:
             "seconds_per_video": (time.perf_counter() - began) / args.ext_n}
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
     return {"t2v": str(args.t2v), "n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap,
-            "guidance": guidance,
-            "ext_guidance": ext_guidance, "eta": args.ext_eta, "resample": args.ext_resample,
-            "candidates": args.ext_candidates,
-            "steps": args.ext_steps, "recaption": args.recaption, "boundary_frames": [s + args.overlap for s in
-                                                         window_starts(args.length, window, args.overlap)[1:]],
+            "guidance": guidance, "ext_guidance": ext_guidance, "eta": args.ext_eta, "resample": args.ext_resample,
+            "candidates": args.ext_candidates, "steps": args.ext_steps, "recaption": args.recaption,
+            "boundary_frames": [s + args.overlap for s in window_starts(args.length, window, args.overlap)[1:]],
             "rows": rows}
 
 
