@@ -260,8 +260,9 @@ def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int
     lo, L = (digit_size - 1) / 2, size - digit_size
     z0 = torch.arange(0, 2 * L, GRID, dtype=torch.float64)  # (Z,)
     s = speeds.double()
-    t = torch.arange(T, dtype=torch.float64)
-    paths = lo + L - (L - torch.remainder(z0[None, :, None] + s[:, None, None] * t, 2 * L)).abs()  # (S, Z, T)
+    wave = lambda start, speed, frames: lo + L - (L - torch.remainder(
+        start + speed * torch.arange(frames, dtype=torch.float64), 2 * L)).abs()  # p(t), t < frames, broadcast
+    paths = wave(z0[None, :, None], s[:, None, None], T)  # (S, Z, T)
     # sum_t (p_t - path_t)^2 = |p|^2 - 2 p . path + |path|^2 for every axis, speed and start at once
     flat = rearrange(paths, "s z t -> (s z) t")
     axes = rearrange(p, "b t a -> (b a) t")
@@ -278,9 +279,8 @@ def fit_bouncing_motion(positions: torch.Tensor, digit_size: int = 14, size: int
     moves = torch.stack([pattern != 2, pattern != 1], -1)  # (B, 2) which axes move
     step = torch.where(moves, sign, 0)  # (B, 2) (dy, dx)
     direction = _DIRECTION_OF_STEP[(step[:, 0] + 1) * 3 + step[:, 1] + 1]
-    t = torch.arange(T + horizon, dtype=torch.float64)
-    fit = lo + L - (L - torch.remainder(z0[z_index][..., None] + s[k][:, None, None] * t, 2 * L)).abs()  # (B, 2, T')
-    fit = torch.where(moves[:, None], rearrange(fit, "b a t -> b t a"), p.mean(1, keepdim=True))
+    fit = rearrange(wave(z0[z_index][..., None], s[k][:, None, None], T + horizon), "b a t -> b t a")
+    fit = torch.where(moves[:, None], fit, p.mean(1, keepdim=True))  # (B, T + horizon, 2)
     error = (total.flatten(1)[rows, best] / (2 * T)).sqrt()
     return {"direction": direction, "speed": torch.where(moves.any(-1), s[k], 0.0).float(),
             "error": error.float(), "fit": fit.float()}

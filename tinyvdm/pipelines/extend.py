@@ -232,11 +232,11 @@ def boundary_scores(positions: torch.Tensor, window: int, overlap: int, tol: flo
     for s, b in zip(starts, firsts):  # window k − 1 = frames s … b − 1
         new = min(window - overlap, T - b)
         before = fit_bouncing_motion(positions[:, s:b], digit_size, horizon=new)
-        way = before["fit"][:, b - s - 1:].diff(dim=1).sign()  # (B, new, 2): its steps from b − 1 on
+        way = before["fit"][:, window - 1:].diff(dim=1).sign()  # (B, new, 2): its steps from b − 1 on
         step = positions[:, b - 1:b + new].diff(dim=1)
-        moves = way.abs().sum(1) > 0  # (B, 2)
-        along = (step * way).sum(1) / way.abs().sum(1).clamp(min=1)
-        kept.append(torch.where(moves, along > 0, step.mean(1).abs() < before["speed"][:, None] / 2).all(1))
+        moving = way.abs().sum(1)  # (B, 2): the steps each axis moves
+        along = (step * way).sum(1) / moving.clamp(min=1)
+        kept.append(torch.where(moving > 0, along > 0, step.mean(1).abs() < before["speed"][:, None] / 2).all(1))
     a = (positions[:, 2:] - 2 * positions[:, 1:-1] + positions[:, :-2]).norm(dim=-1)  # (B, T − 2): a_t at t = 1 …
     inside = torch.ones(T - 2, dtype=torch.bool)
     for b in firsts:
