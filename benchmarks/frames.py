@@ -19,14 +19,16 @@ the replacement method, from the same first windows and noise. The evaluator rea
 boundary k (window k's first new frame), `boundary_scores`: consistent (one bouncing motion fits windows k − 1 and
 k within 1 px RMS: direction and speed kept), span_error (that RMS), direction_kept (the lenient reading: the new
 frames step the way window k − 1's motion continues, speed aside), turn (the centre's velocity jump, pixels)
-against turn_within (the same inside windows). consistent_upto[k]: videos consistent at every boundary up to k, as a
-function of length (frames[k]). identity: the new frames that show the first window's digit. The "real" row reads
-real videos at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. With
---recaption each later window of both methods is prompted with the first window's digit and the direction read from
-its overlap (`direction_prompts`), not the first window's caption: a digit that bounced moves another way than it
-said. --ext_resample U takes each DDIM step of a later window U times (RePaint resampling); --ext_candidates K
-draws each later window K times and keeps the one `motion_surprise` ranks lowest. --t2v takes another text-to-video
-checkpoint for the windows, e.g. one trained longer (`train --preset t2v --init_from data/checkpoints/t2v.pt`).
+against turn_within (the same inside windows). consistent_upto[k]: videos consistent at every boundary up to k, as
+a function of length (frames[k]). identity: the new frames that show the first window's digit. The "real" row reads
+real videos at 2 px per frame, --length frames long, cut into the same windows: the measure's ceiling. --methods
+direct adds the row that needs no extension: the net (its layers take any number of frames) asked for all --length
+frames in one DDIM run (η --ext_eta), scored at the same boundaries. With --recaption each later window of both
+methods is prompted with the first window's digit and the direction read from its overlap (`direction_prompts`),
+not the first window's caption: a digit that bounced moves another way than it said. --ext_resample U takes each
+DDIM step of a later window U times (RePaint resampling); --ext_candidates K draws each later window K times and
+keeps the one `motion_surprise` ranks lowest. --t2v takes another text-to-video checkpoint for the windows, e.g.
+one trained longer (`train --preset t2v --init_from data/checkpoints/t2v.pt`).
 
     python benchmarks/frames.py --only extension --recaption --ext_n 8 --ext_steps 20 --length 32 --weights 8 \
         --threads 1
@@ -43,9 +45,11 @@ import torch
 from tinyvdm.data import MovingMNIST
 from tinyvdm.machine import describe
 from tinyvdm.metrics import Evaluator
+from tinyvdm.metrics.evaluator import fit_bouncing_motion
 from tinyvdm.metrics.pixels import psnr
 from tinyvdm.pipelines.extend import boundary_scores, direction_prompts, extend, motion_surprise, window_starts
 from tinyvdm.pipelines.frames import interpolate
+from tinyvdm.pipelines.sampling import sample
 from tinyvdm.pipelines.t2v import CHECKPOINT as T2V_CHECKPOINT
 from tinyvdm.pipelines.t2v import TextToVideo, caption_prompts
 from tinyvdm.train import export_run, load_checkpoint
@@ -111,6 +115,17 @@ def extension(args, device) -> dict:
         rows[name] = scores(ev, videos, window, args.overlap, labels["digit"]) | {
             "seconds_per_video": (time.perf_counter() - began) / args.ext_n}
         print(name, {k: v for k, v in rows[name].items() if not isinstance(v, list)}, flush=True)
+    if "direct" in args.methods:  # no extension: the net asked for all --length frames at once
+        generator = torch.Generator(device).manual_seed(args.seed + 1)
+        C, _, H, W = t2v.video_shape
+        began = time.perf_counter()
+        videos = torch.cat([sample(t2v.diffusion, t2v.net, (len(cond), C, args.length, H, W), "ddim", args.ext_steps,
+                                   cond=cond, guidance=guidance, null_cond=t2v.net.null_ids, eta=args.ext_eta,
+                                   generator=generator, device=device)[0].clamp(-1, 1).cpu()
+                            for cond in ids.split(args.batch)])
+        rows["direct"] = scores(ev, videos, window, args.overlap, labels["digit"]) | {
+            "seconds_per_video": (time.perf_counter() - began) / args.ext_n}
+        print("direct", {k: v for k, v in rows["direct"].items() if not isinstance(v, list)}, flush=True)
     return {"t2v": str(args.t2v), "n": args.ext_n, "length": args.length, "window": window, "overlap": args.overlap,
             "guidance": guidance, "ext_guidance": ext_guidance, "eta": args.ext_eta, "resample": args.ext_resample,
             "candidates": args.ext_candidates, "steps": args.ext_steps, "recaption": args.recaption,
@@ -120,7 +135,8 @@ def extension(args, device) -> dict:
 
 def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int, digits=None) -> dict:
     """Boundary scores (per boundary: means over videos; overall: over videos and boundaries), identity (the new
-    frames' digit is the first window's) and prompt_digit (the new frames' digit is `digits` (B,), the prompts')."""
+    frames' digit is the first window's), speed (per window: the mean speed, pixels a frame, of the bouncing motion
+    fitted to its frames) and prompt_digit (the new frames' digit is `digits` (B,), the prompts')."""
     read = ev.read(videos)
     b = boundary_scores(read["positions"], window, overlap)
     consistent = b["consistent"]
@@ -133,7 +149,9 @@ def scores(ev: Evaluator, videos: torch.Tensor, window: int, overlap: int, digit
             "direction_kept": b["direction_kept"].float().mean(0).tolist(),
             "turn": b["turn"].mean(0).tolist(), "turn_boundary": b["turn"].mean().item(),
             "turn_within": b["turn_within"].mean().item(),
-            "identity": (read["frame_digits"][:, window:] == first_digit[:, None]).float().mean().item()} | \
+            "identity": (read["frame_digits"][:, window:] == first_digit[:, None]).float().mean().item(),
+            "speed": [fit_bouncing_motion(read["positions"][:, k:k + window])["speed"].mean().item()
+                      for k in window_starts(videos.shape[2], window, overlap)]} | \
         ({} if digits is None else {"prompt_digit": (read["frame_digits"][:, window:] == digits[:, None]).float()
                                     .mean().item()})
 
@@ -153,11 +171,11 @@ def table(results: dict) -> str:
                   f"guidance {ext['guidance']:g} (later windows {later:g}), "
                   f"recaption {ext['recaption']} (boundaries at frames {ext['boundary_frames']}):", "",
                   "| method | consistent at every boundary | consistent per boundary | direction kept at every "
-                  "boundary | turn at boundaries | turn within windows | identity | prompt's digit |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "boundary | turn at boundaries | turn within windows | speed: first window, later ones | identity | "
+                  "prompt's digit |", "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {k} | {r['consistent_all']:.3f} | {sum(r['consistent']) / len(r['consistent']):.3f} | "
                   f"{r['direction_kept_all']:.3f} | {r['turn_boundary']:.2f} | {r['turn_within']:.2f} | "
-                  f"{r['identity']:.3f} | {r.get('prompt_digit', float('nan')):.3f} |"
+                  f"{r['speed'][0]:.2f}, {sum(r['speed'][1:]) / len(r['speed'][1:]):.2f} | {r['identity']:.3f} | {r.get('prompt_digit', float('nan')):.3f} |"
                   for k, r in ext["rows"].items() if "consistent" in r]
         if "first window" in ext["rows"]:
             lines += ["", f"first window: prompt's digit {ext['rows']['first window']['prompt_digit']:.3f}"]
@@ -179,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--weights", type=numbers(float), default=[4.0, 8.0, 16.0], help="reconstruction guidance w_r")
     parser.add_argument("--methods", type=numbers(str), default=["replacement", "guidance"],
-                        help="extension methods to run (guidance: at each of --weights)")
+                        help="extension methods to run (guidance: at each of --weights), and direct: all --length "
+                             "frames in one window, no extension")
     parser.add_argument("--t2v", type=Path, default=T2V_CHECKPOINT,
                         help="the text-to-video checkpoint that makes the windows (default: the shipped one)")
     parser.add_argument("--guidance", type=float, default=None,
@@ -202,8 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the run's command (card)")
     parser.add_argument("--card", action="store_true", help="also write the results into the checkpoint's card")
     args = parser.parse_args(argv)
-    if set(args.methods) - {"replacement", "guidance"}:
-        parser.error(f"--methods takes replacement and/or guidance, got {','.join(args.methods)}")
+    if set(args.methods) - {"replacement", "guidance", "direct"}:
+        parser.error(f"--methods takes replacement, guidance and/or direct, got {','.join(args.methods)}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     card_path = args.ckpt.with_suffix(".json")
