@@ -175,7 +175,8 @@ def table(results: dict) -> str:
                   "prompt's digit |", "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {k} | {r['consistent_all']:.3f} | {sum(r['consistent']) / len(r['consistent']):.3f} | "
                   f"{r['direction_kept_all']:.3f} | {r['turn_boundary']:.2f} | {r['turn_within']:.2f} | "
-                  f"{r['speed'][0]:.2f}, {sum(r['speed'][1:]) / len(r['speed'][1:]):.2f} | {r['identity']:.3f} | {r.get('prompt_digit', float('nan')):.3f} |"
+                  f"{r['speed'][0]:.2f}, {sum(r['speed'][1:]) / len(r['speed'][1:]):.2f} | {r['identity']:.3f} | "
+                  f"{r.get('prompt_digit', float('nan')):.3f} |"
                   for k, r in ext["rows"].items() if "consistent" in r]
         if "first window" in ext["rows"]:
             lines += ["", f"first window: prompt's digit {ext['rows']['first window']['prompt_digit']:.3f}"]
